@@ -1,0 +1,49 @@
+# minitransformer: every target sets itself up first (a virtual environment in .venv/,
+# the package installed in editable mode, the Cython kernels compiled), so any one of
+# them works on a fresh machine with only Python 3 and a C compiler.
+#
+#   make train                 train the toy English->French model (runs/toy/)
+#   make test                  run the test suite
+#   make translate TEXT="..."  translate with the last `make train` run
+#   make bench                 benchmarks (bench/results/)
+#   make data                  regenerate the toy corpus in data/ (identically)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+CONFIG ?= toy
+DATA   ?=
+TEXT   ?= the black cat sleeps .
+PYTEST_ARGS ?=
+
+.PHONY: setup test train translate bench data clean
+
+setup: $(STAMP)
+
+# Rebuilt whenever the build description or a kernel source changes.
+$(STAMP): setup.py pyproject.toml $(wildcard csrc/*.pyx csrc/*.pxd)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "setuptools>=61" wheel "Cython>=3.0" "numpy>=1.24" "scipy>=1.10"
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[test]'
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+train: setup
+	$(BIN)/minitransformer train --config $(CONFIG) $(if $(DATA),--data $(DATA))
+
+translate: setup
+	$(BIN)/minitransformer translate "$(TEXT)"
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+data: setup
+	$(BIN)/python -m minitransformer.corpus.generate --out data/
+
+clean:
+	rm -rf $(VENV) build *.egg-info minitransformer/_ext/*.so csrc/*.c

@@ -1,0 +1,11 @@
+"""The NumPy backend: the reference attention core, unchanged. Always available."""
+
+import numpy as xp  # noqa: F401  (the array module this backend's tensors live in)
+
+from ..layers.attention import attention_backward, attention_forward  # noqa: F401
+
+name = "numpy"
+
+
+def unavailable_reason():
+    return None

@@ -1,0 +1,95 @@
+"""The decoder: N identical layers of causal self-attention, cross-attention and a
+feed-forward block (§3.1).
+
+    decoder layer:  y = Residual(y, CausalSelfAttention)   position t sees targets ≤ t only
+                    y = Residual(y, CrossAttention(·, memory))   queries from the target,
+                                                                  keys/values from the source
+                    y = Residual(y, FeedForward)
+    decoder:        y = Layer_N(… Layer_1(y))  [then LayerNorm, when config.final_norm]
+
+The memory (encoder output) feeds the cross-attention of every layer, so its gradient is
+the sum over layers. Parameters of one layer: self_attn.*, norm1.*, cross_attn.*, norm2.*,
+ffn.*, norm3.*.
+"""
+
+from ..params import add_into, subtree
+from .encoder import self_attention_backward
+from .feedforward import feedforward_backward, feedforward_forward
+from .layernorm import layernorm_backward, layernorm_forward
+from .multihead import attention_probs, multihead_backward, multihead_forward
+from .residual import residual_backward, residual_forward
+
+
+def cross_attention_backward(dy, cache):
+    """Queries came from the decoder stream, keys/values from the memory."""
+    dy_q, dmemory, grads = multihead_backward(dy, cache)
+    return dy_q, (grads, dmemory)
+
+
+def decoder_layer_forward(y, memory, params, config, self_mask, cross_mask, backend, rng):
+    """y (B, T, D), memory (B, S, D), self_mask (B, 1, T, T), cross_mask (B, 1, 1, S)
+    -> y (B, T, D)."""
+    self_attn, cross_attn, ffn = (subtree(params, name) for name in ("self_attn", "cross_attn", "ffn"))
+    common = dict(pre_norm=config.pre_norm, dropout=config.dropout, rng=rng, eps=config.layernorm_eps)
+
+    def causal_self_attention(h):
+        return multihead_forward(h, h, self_attn, config.n_heads, self_mask, backend)
+
+    def cross_attention(h):
+        return multihead_forward(h, memory, cross_attn, config.n_heads, cross_mask, backend)
+
+    def feed_forward(h):
+        return feedforward_forward(h, ffn, config.dropout, rng)
+
+    y, cache_self = residual_forward(y, causal_self_attention, subtree(params, "norm1"), **common)  # (B, T, D)
+    y, cache_cross = residual_forward(y, cross_attention, subtree(params, "norm2"), **common)  # (B, T, D)
+    y, cache_ffn = residual_forward(y, feed_forward, subtree(params, "norm3"), **common)  # (B, T, D)
+    return y, (cache_self, cache_cross, cache_ffn)
+
+
+def decoder_layer_backward(dy, cache):
+    """dy (B, T, D) -> dy_in (B, T, D), dmemory (B, S, D), grads of the layer."""
+    cache_self, cache_cross, cache_ffn = cache
+    grads = {}
+    dy, grads["norm3"], grads["ffn"] = residual_backward(dy, cache_ffn, feedforward_backward)
+    dy, grads["norm2"], (grads["cross_attn"], dmemory) = residual_backward(
+        dy, cache_cross, cross_attention_backward
+    )
+    dy, grads["norm1"], grads["self_attn"] = residual_backward(dy, cache_self, self_attention_backward)
+    return dy, dmemory, grads
+
+
+def decoder_forward(y, memory, params, config, self_mask, cross_mask, backend, rng):
+    """y (B, T, D) embedded target prefix, memory (B, S, D) -> hidden (B, T, D), caches."""
+    caches = []
+    for i in range(config.n_decoder_layers):
+        y, cache = decoder_layer_forward(
+            y, memory, subtree(params, f"layers.{i}"), config, self_mask, cross_mask, backend, rng
+        )
+        caches.append(cache)
+    cache_norm = None
+    if config.final_norm:
+        y, cache_norm = layernorm_forward(y, params["norm.gamma"], params["norm.beta"], config.layernorm_eps)
+    return y, (caches, cache_norm)
+
+
+def decoder_backward(dhidden, cache):
+    """dhidden (B, T, D) -> dy (B, T, D), dmemory (B, S, D), grads of the stack."""
+    caches, cache_norm = cache
+    grads = {}
+    dy = dhidden
+    if cache_norm is not None:
+        dy, grads["norm.gamma"], grads["norm.beta"] = layernorm_backward(dy, cache_norm)
+    dmemory = None
+    for i in reversed(range(len(caches))):
+        dy, dmemory_i, layer_grads = decoder_layer_backward(dy, caches[i])
+        dmemory = dmemory_i if dmemory is None else dmemory + dmemory_i  # (B, S, D)
+        add_into(grads, f"layers.{i}", layer_grads)
+    return dy, dmemory, grads
+
+
+def decoder_attention_probs(cache):
+    """[layer] -> (self-attention weights (B, H, T, T), cross-attention weights (B, H, T, S))."""
+    return [
+        (attention_probs(layer_cache[0][1]), attention_probs(layer_cache[1][1])) for layer_cache in cache[0]
+    ]

@@ -1,0 +1,76 @@
+"""The encoder: N identical layers, each self-attention then a feed-forward block (§3.1).
+
+    encoder layer:  x = Residual(x, SelfAttention)      every source position sees every
+                    x = Residual(x, FeedForward)        other non-padding source position
+    encoder:        x = Layer_N(… Layer_1(x))  [then LayerNorm, when config.final_norm]
+
+Parameters of one layer: self_attn.*, norm1.*, ffn.*, norm2.*. Of the stack:
+layers.<i>.* and, with a final norm, norm.*.
+"""
+
+from ..params import add_into, subtree
+from .feedforward import feedforward_backward, feedforward_forward
+from .layernorm import layernorm_backward, layernorm_forward
+from .multihead import attention_probs, multihead_backward, multihead_forward
+from .residual import residual_backward, residual_forward
+
+
+def self_attention_backward(dy, cache):
+    """Self-attention read X as both queries and keys/values, so both gradients add."""
+    dx_q, dx_kv, grads = multihead_backward(dy, cache)
+    return dx_q + dx_kv, grads
+
+
+def encoder_layer_forward(x, params, config, mask, backend, rng):
+    """x (B, S, D), mask (B, 1, 1, S) -> y (B, S, D)."""
+    attn, ffn = subtree(params, "self_attn"), subtree(params, "ffn")
+    common = dict(pre_norm=config.pre_norm, dropout=config.dropout, rng=rng, eps=config.layernorm_eps)
+
+    def self_attention(h):
+        return multihead_forward(h, h, attn, config.n_heads, mask, backend)
+
+    def feed_forward(h):
+        return feedforward_forward(h, ffn, config.dropout, rng)
+
+    x, cache_attn = residual_forward(x, self_attention, subtree(params, "norm1"), **common)  # (B, S, D)
+    x, cache_ffn = residual_forward(x, feed_forward, subtree(params, "norm2"), **common)  # (B, S, D)
+    return x, (cache_attn, cache_ffn)
+
+
+def encoder_layer_backward(dy, cache):
+    """dy (B, S, D) -> dx (B, S, D), grads of the layer."""
+    cache_attn, cache_ffn = cache
+    grads = {}
+    dx, grads["norm2"], grads["ffn"] = residual_backward(dy, cache_ffn, feedforward_backward)
+    dx, grads["norm1"], grads["self_attn"] = residual_backward(dx, cache_attn, self_attention_backward)
+    return dx, grads
+
+
+def encoder_forward(x, params, config, mask, backend, rng):
+    """x (B, S, D) embedded source -> memory (B, S, D), caches."""
+    caches = []
+    for i in range(config.n_encoder_layers):
+        x, cache = encoder_layer_forward(x, subtree(params, f"layers.{i}"), config, mask, backend, rng)
+        caches.append(cache)
+    cache_norm = None
+    if config.final_norm:
+        x, cache_norm = layernorm_forward(x, params["norm.gamma"], params["norm.beta"], config.layernorm_eps)
+    return x, (caches, cache_norm)
+
+
+def encoder_backward(dmemory, cache):
+    """dmemory (B, S, D) -> dx (B, S, D), grads of the stack."""
+    caches, cache_norm = cache
+    grads = {}
+    dx = dmemory
+    if cache_norm is not None:
+        dx, grads["norm.gamma"], grads["norm.beta"] = layernorm_backward(dx, cache_norm)
+    for i in reversed(range(len(caches))):
+        dx, layer_grads = encoder_layer_backward(dx, caches[i])
+        add_into(grads, f"layers.{i}", layer_grads)
+    return dx, grads
+
+
+def encoder_attention_probs(cache):
+    """[layer] -> self-attention weights (B, H, S, S), for inspection."""
+    return [attention_probs(layer_cache[0][1]) for layer_cache in cache[0]]

@@ -1,0 +1,66 @@
+"""Multi-head attention: H attention cores side by side, each on its own projection.
+
+    head_h = Attention(X_q·W_q,h, X_kv·W_k,h, X_kv·W_v,h)
+    MultiHead(X_q, X_kv) = Concat(head_1, …, head_H)·W_o                 (section 3.2.2)
+
+The H projections of width Dh = D/H are computed as one D×D matrix product and then the
+last axis is split into H heads ("split"); after the core the heads are put back side by
+side ("merge"). One layer serves the three uses in the Transformer:
+    self-attention         X_q = X_kv = X            mask: padding
+    causal self-attention  X_q = X_kv = Y            mask: padding and "no peeking ahead"
+    cross-attention        X_q = Y, X_kv = memory    mask: source padding
+
+Parameters (dict): w_q, w_k, w_v, w_o (D, D) and b_q, b_k, b_v, b_o (D,).
+Backward returns dx_q, dx_kv and the gradients under the same keys; for self-attention the
+caller adds dx_q and dx_kv, since X fed both.
+"""
+
+from .linear import linear_backward, linear_forward
+
+
+def split_heads(x, n_heads):
+    """(B, T, D) -> (B, H, T, Dh)."""
+    batch, seq_len, d_model = x.shape
+    return x.reshape(batch, seq_len, n_heads, d_model // n_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """(B, H, T, Dh) -> (B, T, D)."""
+    batch, n_heads, seq_len, head_dim = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(batch, seq_len, n_heads * head_dim)
+
+
+def multihead_forward(x_q, x_kv, params, n_heads, mask, backend):
+    """x_q (B, T, D), x_kv (B, S, D), mask ~(B, H, T, S) -> y (B, T, D), cache.
+
+    ``backend`` provides the attention core (attention_forward / attention_backward).
+    """
+    q2, cache_q = linear_forward(x_q, params["w_q"], params["b_q"])  # (B, T, D)
+    k2, cache_k = linear_forward(x_kv, params["w_k"], params["b_k"])  # (B, S, D)
+    v2, cache_v = linear_forward(x_kv, params["w_v"], params["b_v"])  # (B, S, D)
+    q = split_heads(q2, n_heads)  # (B, H, T, Dh)
+    k = split_heads(k2, n_heads)  # (B, H, S, Dh)
+    v = split_heads(v2, n_heads)  # (B, H, S, Dh)
+    heads, probs = backend.attention_forward(q, k, v, mask)  # (B, H, T, Dh), (B, H, T, S)
+    merged = merge_heads(heads)  # (B, T, D)
+    y, cache_o = linear_forward(merged, params["w_o"], params["b_o"])  # (B, T, D)
+    cache = (cache_q, cache_k, cache_v, cache_o, q, k, v, probs, n_heads, backend)
+    return y, cache
+
+
+def multihead_backward(dy, cache):
+    """dy (B, T, D) -> dx_q (B, T, D), dx_kv (B, S, D), grads {w_q, b_q, …}."""
+    cache_q, cache_k, cache_v, cache_o, q, k, v, probs, n_heads, backend = cache
+    grads = {}
+    dmerged, grads["w_o"], grads["b_o"] = linear_backward(dy, cache_o)  # (B, T, D)
+    dheads = split_heads(dmerged, n_heads)  # (B, H, T, Dh)
+    dq, dk, dv = backend.attention_backward(dheads, q, k, v, probs)
+    dx_q, grads["w_q"], grads["b_q"] = linear_backward(merge_heads(dq), cache_q)  # (B, T, D)
+    dx_k, grads["w_k"], grads["b_k"] = linear_backward(merge_heads(dk), cache_k)  # (B, S, D)
+    dx_v, grads["w_v"], grads["b_v"] = linear_backward(merge_heads(dv), cache_v)  # (B, S, D)
+    return dx_q, dx_k + dx_v, grads
+
+
+def attention_probs(cache):
+    """The attention weights (B, H, T, S) kept by multihead_forward, for inspection."""
+    return cache[7]

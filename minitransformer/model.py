@@ -1,0 +1,255 @@
+"""The Transformer of "Attention Is All You Need", built bottom-up from the layers.
+
+    memory = Encoder(Dropout(Embed(src)·√D + PE))
+    hidden = Decoder(Dropout(Embed(tgt_in)·√D + PE), memory)
+    logits = hidden·Wᵀ + b                          W tied to the target embedding by default
+
+Usage:
+
+    from minitransformer.config import ModelConfig
+    from minitransformer.model import make_model
+
+    config = ModelConfig(src_vocab_size=100, tgt_vocab_size=100, d_model=64, n_heads=4,
+                         d_ff=128, n_encoder_layers=2, n_decoder_layers=2)
+    model = make_model(config, seed=0)
+    loss = model.loss_and_grads(src, tgt_in, tgt_out, smoothing=0.1, rng=rng)
+    model.params["decoder.layers.0.ffn.w_1"], model.grads["decoder.layers.0.ffn.w_1"]
+
+Shapes: src (B, S) and tgt_in / tgt_out (B, T) integer ids, padded with config.pad_id.
+``rng`` (a numpy.random.Generator) switches dropout on; ``rng=None`` is evaluation.
+"""
+
+import numpy as np
+
+from . import backends
+from .config import ModelConfig
+from .layers.decoder import decoder_attention_probs, decoder_backward, decoder_forward
+from .layers.dropout import dropout_backward, dropout_forward
+from .layers.embedding import embedding_backward, embedding_forward
+from .layers.encoder import encoder_attention_probs, encoder_backward, encoder_forward
+from .layers.loss import cross_entropy_backward, cross_entropy_forward
+from .layers.output import output_backward, output_forward
+from .layers.positional import positional_forward, sinusoidal_table
+from .params import add_into, count_parameters, subtree
+
+
+def padding_mask(ids, pad_id):
+    """ids (B, S) -> (B, 1, 1, S) bool: True where the key is a real token."""
+    return (ids != pad_id)[:, None, None, :]
+
+
+def causal_mask(length, xp=np):
+    """(1, 1, T, T) bool: query t may attend to keys 0..t, never to the future."""
+    return xp.tril(xp.ones((length, length), dtype=bool))[None, None]
+
+
+def param_shapes(config):
+    """{key: (shape, kind)} for every parameter; kind says how it is initialized."""
+    D, F = config.d_model, config.d_ff
+    shapes = {}
+
+    def attention(prefix):
+        for name in ("q", "k", "v", "o"):
+            shapes[f"{prefix}.w_{name}"] = ((D, D), "xavier")
+            shapes[f"{prefix}.b_{name}"] = ((D,), "zeros")
+
+    def norm(prefix):
+        shapes[f"{prefix}.gamma"] = ((D,), "ones")
+        shapes[f"{prefix}.beta"] = ((D,), "zeros")
+
+    def feed_forward(prefix):
+        shapes[f"{prefix}.w_1"], shapes[f"{prefix}.b_1"] = ((D, F), "xavier"), ((F,), "zeros")
+        shapes[f"{prefix}.w_2"], shapes[f"{prefix}.b_2"] = ((F, D), "xavier"), ((D,), "zeros")
+
+    if config.share_embeddings:
+        shapes["embed.weight"] = ((config.src_vocab_size, D), "embedding")
+    else:
+        shapes["src_embed.weight"] = ((config.src_vocab_size, D), "embedding")
+        shapes["tgt_embed.weight"] = ((config.tgt_vocab_size, D), "embedding")
+    for i in range(config.n_encoder_layers):
+        attention(f"encoder.layers.{i}.self_attn")
+        norm(f"encoder.layers.{i}.norm1")
+        feed_forward(f"encoder.layers.{i}.ffn")
+        norm(f"encoder.layers.{i}.norm2")
+    for i in range(config.n_decoder_layers):
+        attention(f"decoder.layers.{i}.self_attn")
+        norm(f"decoder.layers.{i}.norm1")
+        attention(f"decoder.layers.{i}.cross_attn")
+        norm(f"decoder.layers.{i}.norm2")
+        feed_forward(f"decoder.layers.{i}.ffn")
+        norm(f"decoder.layers.{i}.norm3")
+    if config.final_norm:
+        norm("encoder.norm")
+        norm("decoder.norm")
+    if not config.tie_output:
+        shapes["generator.weight"] = ((config.tgt_vocab_size, D), "xavier")
+    shapes["generator.bias"] = ((config.tgt_vocab_size,), "zeros")
+    return shapes
+
+
+def init_params(config, seed=0):
+    """All parameters as arrays on the CPU, from one seed (the same on every backend).
+
+    Matrices: Xavier-uniform, U(±√(6 / (fan_in + fan_out))), as PyTorch's nn.Transformer.
+    Biases 0, LayerNorm γ = 1 and β = 0. Embeddings: N(0, 1/D), so that after the √D
+    scale each entry has unit variance; the padding row is 0.
+    """
+    rng = np.random.default_rng(seed)
+    params = {}
+    for key, (shape, kind) in param_shapes(config).items():
+        if kind == "xavier":
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            value = rng.uniform(-limit, limit, size=shape)
+        elif kind == "embedding":
+            value = rng.normal(0.0, config.d_model**-0.5, size=shape)
+            value[config.pad_id] = 0.0
+        elif kind == "ones":
+            value = np.ones(shape)
+        else:
+            value = np.zeros(shape)
+        params[key] = value.astype(config.dtype)
+    return params
+
+
+class Transformer:
+    """The encoder-decoder. ``params`` and ``grads`` are dicts of arrays under the same keys."""
+
+    def __init__(self, config: ModelConfig, params, backend):
+        self.config = config
+        self.backend = backend
+        self.xp = backend.xp
+        self.params = {key: self.xp.asarray(value) for key, value in params.items()}
+        self.grads = {key: self.xp.zeros_like(value) for key, value in self.params.items()}
+        self.positional_table = sinusoidal_table(config.max_len, config.d_model, np.dtype(config.dtype))
+        self.src_embed_key = "embed.weight" if config.share_embeddings else "src_embed.weight"
+        self.tgt_embed_key = "embed.weight" if config.share_embeddings else "tgt_embed.weight"
+        self.output_key = self.tgt_embed_key if config.tie_output else "generator.weight"
+
+    def num_parameters(self):
+        return count_parameters(self.params)
+
+    def _check_ids(self, ids, name):
+        if not hasattr(ids, "ndim") or ids.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D integer array (B, length), got {getattr(ids, 'shape', ids)!r}")
+
+    # --- forward -------------------------------------------------------------------------
+
+    def _embed(self, ids, key, rng, offset=0):
+        """ids (B, L) -> Dropout(Embed(ids)·√D + PE) (B, L, D)."""
+        x, cache_embed = embedding_forward(ids, self.params[key])  # (B, L, D)
+        x, _ = positional_forward(x, self.positional_table, offset)  # (B, L, D)
+        x, cache_drop = dropout_forward(x, self.config.dropout, rng)  # (B, L, D)
+        return x, (cache_embed, cache_drop)
+
+    def encode(self, src, rng=None):
+        """src (B, S) -> memory (B, S, D), src_mask (B, 1, 1, S), cache."""
+        self._check_ids(src, "source ids")
+        src_mask = padding_mask(src, self.config.pad_id)  # (B, 1, 1, S)
+        x, cache_embed = self._embed(src, self.src_embed_key, rng)  # (B, S, D)
+        memory, cache_encoder = encoder_forward(
+            x, subtree(self.params, "encoder"), self.config, src_mask, self.backend, rng
+        )  # (B, S, D)
+        return memory, src_mask, (cache_embed, cache_encoder)
+
+    def decode(self, tgt_in, memory, src_mask, rng=None):
+        """tgt_in (B, T), memory (B, S, D) -> logits (B, T, V), cache."""
+        self._check_ids(tgt_in, "target ids")
+        if tgt_in.shape[0] != memory.shape[0]:
+            raise ValueError(f"target batch {tgt_in.shape[0]} does not match source batch {memory.shape[0]}")
+        self_mask = causal_mask(tgt_in.shape[1], self.xp) & padding_mask(tgt_in, self.config.pad_id)  # (B,1,T,T)
+        y, cache_embed = self._embed(tgt_in, self.tgt_embed_key, rng)  # (B, T, D)
+        hidden, cache_decoder = decoder_forward(
+            y, memory, subtree(self.params, "decoder"), self.config, self_mask, src_mask, self.backend, rng
+        )  # (B, T, D)
+        logits, cache_output = output_forward(
+            hidden, self.params[self.output_key], self.params["generator.bias"]
+        )  # (B, T, V)
+        return logits, (cache_embed, cache_decoder, cache_output)
+
+    def forward(self, src, tgt_in, rng=None):
+        """src (B, S), tgt_in (B, T) -> logits (B, T, V), cache."""
+        memory, src_mask, cache_encode = self.encode(src, rng)
+        logits, cache_decode = self.decode(tgt_in, memory, src_mask, rng)
+        return logits, (cache_encode, cache_decode)
+
+    # --- backward ------------------------------------------------------------------------
+
+    def backward(self, dlogits, cache):
+        """dlogits (B, T, V) -> fills self.grads (overwriting them) and returns it."""
+        (cache_embed_src, cache_encoder), (cache_embed_tgt, cache_decoder, cache_output) = cache
+        grads = {}
+        pad_id = self.config.pad_id
+        # in the forward pass this was: logits = hidden·Wᵀ + b
+        dhidden, doutput_weight, grads["generator.bias"] = output_backward(dlogits, cache_output)
+        add_into(grads, "", {self.output_key: doutput_weight})
+        # the decoder stack, which also returns the memory's gradient
+        dy, dmemory, decoder_grads = decoder_backward(dhidden, cache_decoder)
+        add_into(grads, "decoder", decoder_grads)
+        # in the forward pass this was: y = Dropout(Embed(tgt_in)·√D + PE)
+        cache_embedding, cache_drop = cache_embed_tgt
+        dy = dropout_backward(dy, cache_drop)
+        add_into(grads, "", {self.tgt_embed_key: embedding_backward(dy, cache_embedding, pad_id)})
+        # the encoder stack
+        dx, encoder_grads = encoder_backward(dmemory, cache_encoder)
+        add_into(grads, "encoder", encoder_grads)
+        cache_embedding, cache_drop = cache_embed_src
+        dx = dropout_backward(dx, cache_drop)
+        add_into(grads, "", {self.src_embed_key: embedding_backward(dx, cache_embedding, pad_id)})
+        for key, value in self.params.items():
+            self.grads[key] = grads[key].astype(value.dtype, copy=False)
+        return self.grads
+
+    def loss(self, src, tgt_in, tgt_out, smoothing=0.0, rng=None):
+        """The mean label-smoothed loss, forward only (for validation)."""
+        logits, _ = self.forward(src, tgt_in, rng)
+        loss, _ = cross_entropy_forward(logits, tgt_out, self.config.pad_id, smoothing)
+        return float(loss)
+
+    def loss_and_grads(self, src, tgt_in, tgt_out, smoothing=0.0, rng=None):
+        """One forward and backward: returns the loss, leaves the gradients in self.grads."""
+        logits, cache = self.forward(src, tgt_in, rng)
+        loss, cache_loss = cross_entropy_forward(logits, tgt_out, self.config.pad_id, smoothing)
+        self.backward(cross_entropy_backward(cache_loss), cache)
+        return float(loss)
+
+    # --- inspection ----------------------------------------------------------------------
+
+    @staticmethod
+    def attention_maps(cache):
+        """The attention weights of a forward pass, per layer:
+        {"encoder": [(B, H, S, S)], "decoder_self": [(B, H, T, T)], "cross": [(B, H, T, S)]}."""
+        (_, cache_encoder), (_, cache_decoder, _) = cache
+        decoder = decoder_attention_probs(cache_decoder)
+        return {
+            "encoder": encoder_attention_probs(cache_encoder),
+            "decoder_self": [self_probs for self_probs, _ in decoder],
+            "cross": [cross_probs for _, cross_probs in decoder],
+        }
+
+
+def make_model(config: ModelConfig, seed=0, backend="numpy", params=None):
+    """Build the Transformer from its config: the one builder.
+
+    backend: a name for minitransformer.backends.get ("numpy", "cython", "cupy", "auto")
+             or a backend module. params: optional dict to load instead of a fresh init.
+    """
+    if isinstance(backend, str) or backend is None:
+        backend = backends.get(backend)
+    if params is None:
+        params = init_params(config, seed)
+    else:
+        expected = {key: shape for key, (shape, _) in param_shapes(config).items()}
+        missing = sorted(set(expected) - set(params))
+        extra = sorted(set(params) - set(expected))
+        if missing or extra:
+            raise ValueError(
+                "parameters do not match the config: "
+                + (f"missing {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; " if missing else "")
+                + (f"unexpected {', '.join(extra[:5])}{' …' if len(extra) > 5 else ''}" if extra else "")
+            )
+        for key, shape in expected.items():
+            if tuple(params[key].shape) != shape:
+                raise ValueError(f"parameter {key} has shape {tuple(params[key].shape)}, the config needs {shape}")
+        params = {key: np.asarray(value, dtype=config.dtype) for key, value in params.items()}
+    return Transformer(config, params, backend)
+

@@ -1,0 +1,31 @@
+"""Parameters and gradients are flat dicts of named arrays under the same keys.
+
+    params["encoder.layers.0.self_attn.w_q"]  # (D, D)
+    grads ["encoder.layers.0.self_attn.w_q"]  # (D, D), same key, same shape
+
+A layer sees only its own part of the tree: ``subtree(params, "encoder.layers.0")`` gives
+{"self_attn.w_q": …, …}; the gradients it returns are put back with ``add_into``.
+"""
+
+
+def subtree(params, prefix):
+    """The entries under ``prefix``, with ``prefix.`` removed from their keys."""
+    start = prefix + "."
+    return {key[len(start) :]: value for key, value in params.items() if key.startswith(start)}
+
+
+def add_into(grads, prefix, layer_grads):
+    """Add a layer's gradients (a possibly nested dict) into ``grads`` under ``prefix``."""
+    for key, value in layer_grads.items():
+        full_key = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            add_into(grads, full_key, value)
+        elif full_key in grads:
+            grads[full_key] += value
+        else:
+            grads[full_key] = value
+
+
+def count_parameters(params):
+    """The number of scalar parameters (a tied matrix counts once: it is one array)."""
+    return int(sum(value.size for value in params.values()))

@@ -1,0 +1,96 @@
+"""Build script: the package, its dependencies, and the Cython kernels in csrc/.
+
+Every ``csrc/<name>.pyx`` becomes the extension module ``minitransformer._ext.<name>``.
+OpenMP is switched on when the C compiler accepts ``-fopenmp``; without it the kernels
+still build and run, on one thread.
+
+    pip install -e '.[test]'          # what `make` does, inside .venv/
+    python setup.py build_ext --inplace
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def compiler_supports_openmp() -> bool:
+    """Compile and link a tiny OpenMP program; True when the compiler accepts -fopenmp."""
+    cc = os.environ.get("CC") or (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        return False
+    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.c"
+        src.write_text(source)
+        result = subprocess.run(
+            [cc, "-fopenmp", str(src), "-o", str(Path(tmp) / "probe")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return result.returncode == 0
+
+
+def cython_extensions() -> list:
+    """One extension per csrc/*.pyx, compiled with OpenMP where available."""
+    sources = sorted((HERE / "csrc").glob("*.pyx"))
+    if not sources:
+        return []
+    import numpy
+    from Cython.Build import cythonize
+
+    openmp = compiler_supports_openmp()
+    if not openmp:
+        print("setup.py: the C compiler has no OpenMP; kernels will run on one thread", file=sys.stderr)
+    flags = ["-O3", "-fopenmp"] if openmp else ["-O3"]
+    extensions = [
+        Extension(
+            f"minitransformer._ext.{pyx.stem}",
+            [str(pyx.relative_to(HERE))],
+            include_dirs=[numpy.get_include(), str(HERE / "csrc")],
+            extra_compile_args=flags,
+            extra_link_args=["-fopenmp"] if openmp else [],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        )
+        for pyx in sources
+    ]
+    return cythonize(
+        extensions,
+        include_path=[str(HERE / "csrc")],
+        compiler_directives={"language_level": "3"},
+    )
+
+
+setup(
+    name="minitransformer",
+    version="0.1.0",
+    description="An encoder-decoder Transformer in NumPy with every gradient written by hand",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["minitransformer", "minitransformer.*"]),
+    package_data={"minitransformer": ["py.typed"]},
+    ext_modules=cython_extensions(),
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",  # BLAS for the Cython kernels (scipy.linalg.cython_blas)
+        "sentencepiece>=0.1.99",
+        "sacrebleu>=2.3",
+        "tqdm>=4.60",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "gpu": ["cupy-cuda12x>=13"],
+    },
+    entry_points={"console_scripts": ["minitransformer=minitransformer.cli:main"]},
+    zip_safe=False,
+)
