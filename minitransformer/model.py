@@ -120,7 +120,8 @@ class Transformer:
         self.xp = backend.xp
         self.params = {key: self.xp.asarray(value) for key, value in params.items()}
         self.grads = {key: self.xp.zeros_like(value) for key, value in self.params.items()}
-        self.positional_table = sinusoidal_table(config.max_len, config.d_model, np.dtype(config.dtype))
+        # built once, on the backend's device, so no step copies it from the host
+        self.positional_table = self.xp.asarray(sinusoidal_table(config.max_len, config.d_model, config.dtype))
         self.src_embed_key = "embed.weight" if config.share_embeddings else "src_embed.weight"
         self.tgt_embed_key = "embed.weight" if config.share_embeddings else "tgt_embed.weight"
         self.output_key = self.tgt_embed_key if config.tie_output else "generator.weight"
@@ -175,7 +176,11 @@ class Transformer:
     # --- backward ------------------------------------------------------------------------
 
     def backward(self, dlogits, cache):
-        """dlogits (B, T, V) -> fills self.grads (overwriting them) and returns it."""
+        """dlogits (B, T, V) -> fills self.grads (overwriting them) and returns it.
+
+        It also keeps the gradients with respect to the embedded inputs, Embed(ids)·√D
+        (B, S, D) and (B, T, D), in self.input_grads["src"] / ["tgt"], for attribution.
+        """
         (cache_embed_src, cache_encoder), (cache_embed_tgt, cache_decoder, cache_output) = cache
         grads = {}
         pad_id = self.config.pad_id
@@ -187,14 +192,15 @@ class Transformer:
         add_into(grads, "decoder", decoder_grads)
         # in the forward pass this was: y = Dropout(Embed(tgt_in)·√D + PE)
         cache_embedding, cache_drop = cache_embed_tgt
-        dy = dropout_backward(dy, cache_drop)
+        dy = dropout_backward(dy, cache_drop)  # (B, T, D)
         add_into(grads, "", {self.tgt_embed_key: embedding_backward(dy, cache_embedding, pad_id)})
         # the encoder stack
         dx, encoder_grads = encoder_backward(dmemory, cache_encoder)
         add_into(grads, "encoder", encoder_grads)
         cache_embedding, cache_drop = cache_embed_src
-        dx = dropout_backward(dx, cache_drop)
+        dx = dropout_backward(dx, cache_drop)  # (B, S, D)
         add_into(grads, "", {self.src_embed_key: embedding_backward(dx, cache_embedding, pad_id)})
+        self.input_grads = {"src": dx, "tgt": dy}
         for key, value in self.params.items():
             self.grads[key] = grads[key].astype(value.dtype, copy=False)
         return self.grads

@@ -7,8 +7,9 @@ gradient back into the rows that were read, adding where an id repeats:
 
     ∂L/∂W[v] = √D · Σ_{(b,t): ids[b,t]=v} dy[b, t]
 
-The padding row is special: padding carries no meaning, so its gradient is held at zero and
-the row never moves from its initial value.
+The padding row is special: padding carries no meaning, so the lookup gives it no gradient
+and, untied, the row stays at its initial zero. (Tied to the output projection, the row
+still learns the logit of the padding token, which the loss drives down.)
 """
 
 import math
