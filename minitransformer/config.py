@@ -33,6 +33,9 @@ class ModelConfig:
     tie_output: bool = True
     # one embedding matrix for source and target (needs a shared vocabulary)
     share_embeddings: bool = False
+    # local attention: in self-attention a position sees only keys at most this many
+    # positions away (a band mask); None is global attention, as in the paper
+    attention_window: int | None = None
     # the id of the padding token: masked as a key, ignored by the loss, its embedding frozen
     pad_id: int = 0
     # ε in LayerNorm's √(σ² + ε)
@@ -55,6 +58,12 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout must lie in [0, 1), got {self.dropout!r}")
+        if self.attention_window is not None and (
+            not isinstance(self.attention_window, int) or self.attention_window < 0
+        ):
+            raise ValueError(
+                f"ModelConfig.attention_window must be None or an integer ≥ 0, got {self.attention_window!r}"
+            )
         if self.dtype not in DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:

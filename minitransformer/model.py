@@ -43,6 +43,18 @@ def causal_mask(length, xp=np):
     return xp.tril(xp.ones((length, length), dtype=bool))[None, None]
 
 
+def local_mask(query_len, key_len, window, xp=np, query_offset=0):
+    """(1, 1, T, S) bool: query t may attend to key s when |t − s| ≤ window (a band).
+
+    Local attention: each position sees a fixed neighbourhood, so its cost stops growing
+    with the sequence. ``query_offset`` is the position of the first query, for decoding
+    one step at a time.
+    """
+    query_pos = xp.arange(query_offset, query_offset + query_len)[:, None]  # (T, 1)
+    key_pos = xp.arange(key_len)[None, :]  # (1, S)
+    return (xp.abs(query_pos - key_pos) <= window)[None, None]
+
+
 def param_shapes(config):
     """{key: (shape, kind)} for every parameter; kind says how it is initialized."""
     D, F = config.d_model, config.d_ff
@@ -143,12 +155,20 @@ class Transformer:
         return x, (cache_embed, cache_drop)
 
     def encode(self, src, rng=None):
-        """src (B, S) -> memory (B, S, D), src_mask (B, 1, 1, S), cache."""
+        """src (B, S) -> memory (B, S, D), src_mask (B, 1, 1, S), cache.
+
+        With config.attention_window the encoder's self-attention is local (a band mask);
+        the returned src_mask, used by cross-attention, stays global.
+        """
         self._check_ids(src, "source ids")
         src_mask = padding_mask(src, self.config.pad_id)  # (B, 1, 1, S)
+        self_mask = src_mask  # (B, 1, 1, S)
+        if self.config.attention_window is not None:
+            length = src.shape[1]
+            self_mask = src_mask & local_mask(length, length, self.config.attention_window, self.xp)  # (B,1,S,S)
         x, cache_embed = self._embed(src, self.src_embed_key, rng)  # (B, S, D)
         memory, cache_encoder = encoder_forward(
-            x, subtree(self.params, "encoder"), self.config, src_mask, self.backend, rng
+            x, subtree(self.params, "encoder"), self.config, self_mask, self.backend, rng
         )  # (B, S, D)
         return memory, src_mask, (cache_embed, cache_encoder)
 
@@ -157,7 +177,10 @@ class Transformer:
         self._check_ids(tgt_in, "target ids")
         if tgt_in.shape[0] != memory.shape[0]:
             raise ValueError(f"target batch {tgt_in.shape[0]} does not match source batch {memory.shape[0]}")
-        self_mask = causal_mask(tgt_in.shape[1], self.xp) & padding_mask(tgt_in, self.config.pad_id)  # (B,1,T,T)
+        length = tgt_in.shape[1]
+        self_mask = causal_mask(length, self.xp) & padding_mask(tgt_in, self.config.pad_id)  # (B, 1, T, T)
+        if self.config.attention_window is not None:
+            self_mask = self_mask & local_mask(length, length, self.config.attention_window, self.xp)
         y, cache_embed = self._embed(tgt_in, self.tgt_embed_key, rng)  # (B, T, D)
         hidden, cache_decoder = decoder_forward(
             y, memory, subtree(self.params, "decoder"), self.config, self_mask, src_mask, self.backend, rng

@@ -21,6 +21,7 @@ VARIANTS = {
     "post-norm, one shared embedding": dict(
         pre_norm=False, tie_output=True, share_embeddings=True, tgt_vocab_size=11
     ),
+    "pre-norm, local attention (window 1)": dict(pre_norm=True, attention_window=1),
 }
 
 
@@ -101,3 +102,21 @@ def test_parameter_count_and_dtypes():
     assert all(value.dtype == np.float32 for value in model.params.values())
     assert "generator.weight" not in model.params
     assert make_model(tiny_config()).params["generator.weight"].dtype == np.float64
+
+
+def test_local_attention_is_a_band_and_a_wide_window_is_global():
+    config = tiny_config(attention_window=1)
+    model = make_model(config, seed=0)
+    rng = np.random.default_rng(4)
+    src = padded_batch(rng, config.src_vocab_size, [5, 4], width=5)
+    tgt = padded_batch(rng, config.tgt_vocab_size, [5, 3], width=5, bos=2)
+    logits, cache = model.forward(src, tgt)
+    maps = model.attention_maps(cache)
+    distance = np.abs(np.arange(5)[:, None] - np.arange(5)[None, :])
+    for probs in maps["encoder"] + maps["decoder_self"]:
+        assert np.all(probs[..., distance > 1] == 0), "weights outside the band must be exactly 0"
+    for probs in maps["cross"]:  # cross-attention stays global
+        assert np.all(probs[0, :, :, :5] > 0)
+    wide = make_model(tiny_config(attention_window=10), seed=0)
+    full = make_model(tiny_config(), seed=0)
+    np.testing.assert_array_equal(wide.forward(src, tgt)[0], full.forward(src, tgt)[0])
