@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from setuptools import Extension, find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,8 +69,21 @@ def cython_extensions() -> list:
     )
 
 
+class build_py_with_cuda_sources(build_py):
+    """Also ship csrc/*.cu inside the package (minitransformer/_ext/), where the CuPy
+    backend finds them in a regular, non-editable install."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "minitransformer" / "_ext"
+        target.mkdir(parents=True, exist_ok=True)
+        for source in sorted((HERE / "csrc").glob("*.cu")):
+            shutil.copyfile(source, target / source.name)
+
+
 setup(
     name="minitransformer",
+    cmdclass={"build_py": build_py_with_cuda_sources},
     version="0.1.0",
     description="An encoder-decoder Transformer in NumPy with every gradient written by hand",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),

@@ -161,6 +161,7 @@ class Transformer:
         the returned src_mask, used by cross-attention, stays global.
         """
         self._check_ids(src, "source ids")
+        src = self.xp.asarray(src)  # on the GPU backend, ids move to the device once here
         src_mask = padding_mask(src, self.config.pad_id)  # (B, 1, 1, S)
         self_mask = src_mask  # (B, 1, 1, S)
         if self.config.attention_window is not None:
@@ -175,6 +176,7 @@ class Transformer:
     def decode(self, tgt_in, memory, src_mask, rng=None):
         """tgt_in (B, T), memory (B, S, D) -> logits (B, T, V), cache."""
         self._check_ids(tgt_in, "target ids")
+        tgt_in = self.xp.asarray(tgt_in)
         if tgt_in.shape[0] != memory.shape[0]:
             raise ValueError(f"target batch {tgt_in.shape[0]} does not match source batch {memory.shape[0]}")
         length = tgt_in.shape[1]
@@ -231,12 +233,13 @@ class Transformer:
     def loss(self, src, tgt_in, tgt_out, smoothing=0.0, rng=None):
         """The mean label-smoothed loss, forward only (for validation)."""
         logits, _ = self.forward(src, tgt_in, rng)
-        loss, _ = cross_entropy_forward(logits, tgt_out, self.config.pad_id, smoothing)
+        loss, _ = cross_entropy_forward(logits, self.xp.asarray(tgt_out), self.config.pad_id, smoothing)
         return float(loss)
 
     def loss_and_grads(self, src, tgt_in, tgt_out, smoothing=0.0, rng=None):
         """One forward and backward: returns the loss, leaves the gradients in self.grads."""
         logits, cache = self.forward(src, tgt_in, rng)
+        tgt_out = self.xp.asarray(tgt_out)
         loss, cache_loss = cross_entropy_forward(logits, tgt_out, self.config.pad_id, smoothing)
         self.backward(cross_entropy_backward(cache_loss), cache)
         return float(loss)

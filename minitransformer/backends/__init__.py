@@ -37,7 +37,10 @@ class BackendUnavailable(RuntimeError):
 
 
 def _load(name):
-    module = importlib.import_module(_MODULES[name])
+    try:
+        module = importlib.import_module(_MODULES[name])
+    except ImportError as error:
+        raise BackendUnavailable(f"the {name!r} backend cannot run: {error}") from error
     reason = module.unavailable_reason() if hasattr(module, "unavailable_reason") else None
     if reason:
         raise BackendUnavailable(f"the {name!r} backend cannot run: {reason}")

@@ -22,8 +22,9 @@ def check_token_ids(ids, vocab_size, name="token ids"):
     xp = array_module(ids)
     if ids.dtype.kind not in "iu":
         raise ValueError(f"{name} must be integers, got dtype {ids.dtype}")
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        bad = ids[(ids < 0) | (ids >= vocab_size)]
+    outside = (ids < 0) | (ids >= vocab_size)
+    if ids.size and bool(outside.any()):  # one device-to-host sync on a GPU
+        bad = ids[outside]
         raise ValueError(
             f"{name} outside the vocabulary [0, {vocab_size}): found {int(xp.asarray(bad).ravel()[0])}"
         )

@@ -8,15 +8,20 @@ length is bounded: one bad batch cannot throw the weights far.
 
 import math
 
+from ..arrays import array_module
+
 
 def clip_grad_norm(grads, max_norm):
     """Scale ``grads`` in place so their global norm is at most ``max_norm``; returns the
     norm before clipping (inf or nan when a gradient is not finite, left unscaled)."""
-    total = 0.0
+    xp = array_module(*grads.values())
+    # the sum of squares stays on the device (a 0-d float64 array), so a GPU is waited for
+    # once per step, at float() below, rather than once per tensor
+    total = xp.zeros((), dtype=xp.float64)
     for grad in grads.values():
         flat = grad.reshape(-1)
-        total += float(flat @ flat)
-    norm = math.sqrt(total)
+        total += flat @ flat
+    norm = math.sqrt(float(total))
     if math.isfinite(norm) and norm > max_norm:
         scale = max_norm / norm
         for grad in grads.values():
