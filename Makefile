@@ -7,6 +7,8 @@
 #   make translate TEXT="..."  translate with the last `make train` run
 #   make bench                 benchmarks (bench/results/)
 #   make data                  regenerate the toy corpus in data/ (identically)
+#   make figures               redraw the figures of docs/
+#   make zoo                   run the demos of the attention variants (minitransformer/zoo/)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -18,7 +20,7 @@ DATA   ?=
 TEXT   ?= the black cat sleeps .
 PYTEST_ARGS ?=
 
-.PHONY: setup test train translate bench data clean
+.PHONY: setup test train translate bench data figures zoo clean
 
 setup: $(STAMP)
 
@@ -44,6 +46,14 @@ bench: setup
 
 data: setup
 	$(BIN)/python -m minitransformer.corpus.generate --out data/
+
+figures: setup
+	$(BIN)/python docs/make_figures.py
+
+zoo: setup
+	for demo in kernel_regression scoring additive cosine vector; do \
+		$(BIN)/python -m minitransformer.zoo.$$demo --seed 0 || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info minitransformer/_ext/*.so csrc/*.c

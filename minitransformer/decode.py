@@ -1,0 +1,464 @@
+"""Decoding: from source ids to target ids, greedily or with a beam, with a key/value cache.
+
+    import numpy as np
+    from minitransformer.decode import beam_search, greedy_decode
+
+    src = np.array([[45, 12, 7, 9], [81, 6, 0, 0]])      # (B, S), padded with pad_id = 0
+    greedy_decode(model, src, bos_id=2, eos_id=3, max_len=40)           # [[…], […]]
+    beam_search(model, src, bos_id=2, eos_id=3, max_len=40, beam_size=4)
+
+Both return, per sentence, the generated ids without <s> and </s>. The decoder is
+autoregressive: step t reads <s> y_0 … y_{t-1} and gives p(y_t | y_<t, x).
+
+    greedy:  y_t = argmax_v p(v | y_<t, x)                  until </s> or max_len tokens
+    beam:    keep the K prefixes with the highest Σ log p; set aside those that produce
+             </s>; stop when no prefix can still win (see beam_search); return the
+             finished hypothesis with the best
+                 Σ log p / lp(n),   lp(n) = ((5 + n) / 6)^α         (GNMT's length penalty)
+             n counts the generated tokens, </s> included; α = 0 ranks by Σ log p alone.
+
+Size letters: B sentences, K beams, N = B·K decoding rows, S source length, D model width,
+H heads, Dh head width, V vocabulary, t the step (also the position of the newest token).
+
+The key/value cache (use_cache=True). Without it, step t pushes the whole prefix of t+1
+tokens through the decoder again (use_cache=False does exactly that, through model.decode),
+so a sentence of T tokens costs T²/2 position-passes. Two facts remove the repetition:
+  - the cross-attention keys and values, memory·W_k and memory·W_v, depend on the source
+    only: they are projected once per layer, before the first step;
+  - thanks to the causal mask, position j of every layer depends on tokens ≤ j only, so its
+    self-attention key and value never change once computed: each step computes them for
+    the newest position alone and appends them to that layer's cache.
+A step then pushes ONE position through each layer, and gives the same logits as the full
+recomputation (up to rounding): tests/test_decode.py checks the tokens are identical.
+
+Two more choices, shared by both paths so that they agree:
+  - <pad> and <s> are never generated (their log-probability is set to −∞, not
+    renormalized): the model is never trained to emit them, and a generated <pad> would be
+    masked as a key by model.decode;
+  - finished sentences leave the batch, so the steps get cheaper as sentences end.
+Decoding is always in evaluation mode (no dropout).
+"""
+
+
+import numpy as np
+
+from .arrays import array_module, to_numpy
+from .layers.decoder import decoder_attention_probs
+from .layers.embedding import embedding_forward
+from .layers.feedforward import feedforward_forward
+from .layers.layernorm import layernorm_forward
+from .layers.linear import linear_forward
+from .layers.multihead import merge_heads, split_heads
+from .layers.output import output_forward
+from .layers.positional import positional_forward
+from .layers.residual import residual_forward
+from .params import subtree
+
+# --- the incremental decoder: one position per step ---------------------------------------
+
+
+class DecoderCache:
+    """What a decoding step reuses, for N = B·K rows (K beams of each of B sentences).
+
+    Rows are sentence-major: row b·K + k is beam k of sentence b.
+        self_keys[i], self_values[i]    (N, H, capacity, Dh), positions 0 … length-1 filled
+        cross_keys[i], cross_values[i]  (B, H, S, Dh), one per sentence, shared by its beams
+        src_mask                        (B, 1, 1, S)
+    """
+
+    def __init__(self, model, memory, src_mask, beam_size=1):
+        config, xp = model.config, model.xp
+        n_sentences, src_len, d_model = memory.shape
+        self.backend = model.backend  # whose attention core the steps call
+        self.xp = xp
+        self.beam_size = beam_size
+        self.n_heads = config.n_heads
+        self.src_mask = src_mask  # (B, 1, 1, S)
+        self.length = 0  # positions already in the self-attention cache
+        self.cross_keys, self.cross_values = [], []
+        for i in range(config.n_decoder_layers):
+            cross = subtree(model.params, f"decoder.layers.{i}.cross_attn")
+            keys, _ = linear_forward(memory, cross["w_k"], cross["b_k"])  # (B, S, D)
+            values, _ = linear_forward(memory, cross["w_v"], cross["b_v"])  # (B, S, D)
+            self.cross_keys.append(split_heads(keys, self.n_heads))  # (B, H, S, Dh)
+            self.cross_values.append(split_heads(values, self.n_heads))  # (B, H, S, Dh)
+        n_rows, head_dim = n_sentences * beam_size, d_model // self.n_heads
+        # the buffers grow by doubling, so appending a position is amortized O(1)
+        capacity = 16
+        self.self_keys = [
+            xp.zeros((n_rows, self.n_heads, capacity, head_dim), dtype=memory.dtype)
+            for _ in range(config.n_decoder_layers)
+        ]  # each (N, H, capacity, Dh)
+        self.self_values = [xp.zeros_like(keys) for keys in self.self_keys]
+
+    def append(self, layer, keys, values):
+        """Write the newest position's keys and values (N, H, 1, Dh) at index self.length."""
+        capacity = self.self_keys[layer].shape[2]
+        if self.length == capacity:
+            for buffers in (self.self_keys, self.self_values):
+                old = buffers[layer]  # (N, H, capacity, Dh)
+                buffers[layer] = self.xp.concatenate([old, self.xp.zeros_like(old)], axis=2)  # (N, H, 2·cap, Dh)
+        self.self_keys[layer][:, :, self.length] = keys[:, :, 0]
+        self.self_values[layer][:, :, self.length] = values[:, :, 0]
+        upto = self.length + 1
+        return self.self_keys[layer][:, :, :upto], self.self_values[layer][:, :, :upto]  # (N, H, t+1, Dh)
+
+    def reorder(self, rows, sentences):
+        """Keep rows ``rows`` (in that order; a row may repeat, as beams fork) and the
+        sentences ``sentences`` they belong to, both as indices into the current ones."""
+        self.self_keys = [keys[rows] for keys in self.self_keys]
+        self.self_values = [values[rows] for values in self.self_values]
+        if len(sentences) != self.src_mask.shape[0] or np.any(to_numpy(sentences) != np.arange(len(sentences))):
+            self.cross_keys = [keys[sentences] for keys in self.cross_keys]
+            self.cross_values = [values[sentences] for values in self.cross_values]
+            self.src_mask = self.src_mask[sentences]
+
+
+def self_attention_step(h, params, cache, layer):
+    """h (N, D): the newest position -> out (N, D), its attention weights (N, H, t+1).
+
+    The query is the newest position's; the keys and values are those of every position
+    so far, read from the cache after appending this one's. No mask is needed: the cache
+    holds no future positions and no padding.
+    """
+    n_heads = cache.n_heads
+    queries, _ = linear_forward(h, params["w_q"], params["b_q"])  # (N, D)
+    keys, _ = linear_forward(h, params["w_k"], params["b_k"])  # (N, D)
+    values, _ = linear_forward(h, params["w_v"], params["b_v"])  # (N, D)
+    q = split_heads(queries[:, None], n_heads)  # (N, H, 1, Dh)
+    k, v = cache.append(layer, split_heads(keys[:, None], n_heads), split_heads(values[:, None], n_heads))
+    heads, probs = cache.backend.attention_forward(q, k, v, None)  # (N, H, 1, Dh), (N, H, 1, t+1)
+    out, _ = linear_forward(merge_heads(heads)[:, 0], params["w_o"], params["b_o"])  # (N, D)
+    return out, probs[:, :, 0]
+
+
+def cross_attention_step(h, params, cache, layer):
+    """h (N, D) -> out (N, D), attention weights over the source (N, H, S).
+
+    The K beams of a sentence share its keys and values, so their K queries go into one
+    attention call as K query positions, (B, H, K, Dh) against (B, H, S, Dh): the source
+    keys are never copied per beam.
+    """
+    n_rows, d_model = h.shape
+    n_heads, beams = cache.n_heads, cache.beam_size
+    n_sentences = n_rows // beams
+    queries, _ = linear_forward(h, params["w_q"], params["b_q"])  # (N, D)
+    q = split_heads(queries.reshape(n_sentences, beams, d_model), n_heads)  # (B, H, K, Dh)
+    heads, probs = cache.backend.attention_forward(
+        q, cache.cross_keys[layer], cache.cross_values[layer], cache.src_mask
+    )  # (B, H, K, Dh), (B, H, K, S)
+    merged = merge_heads(heads).reshape(n_rows, d_model)  # (B, K, D) -> (N, D)
+    out, _ = linear_forward(merged, params["w_o"], params["b_o"])  # (N, D)
+    probs = probs.transpose(0, 2, 1, 3).reshape(n_rows, n_heads, -1)  # (N, H, S)
+    return out, probs
+
+
+def decode_step(model, cache, last_ids):
+    """One step of the cached decoder.
+
+    last_ids (N,): the newest token of each row, at position t = cache.length.
+    Returns logits (N, V) for the token at t+1, and the attention weights of this step,
+    {"self": [(N, H, t+1)] per layer, "cross": [(N, H, S)] per layer}.
+
+    The same layers as model.decode in the same order, on one position: embed, then per
+    layer Residual(causal self-attention), Residual(cross-attention), Residual(feed-forward)
+    in the config's pre- or post-norm placement, then the final norm and the output.
+    """
+    config, params = model.config, model.params
+    position = cache.length
+    # y = Embed(y_t)·√D + PE(t): the embedding layers want (N, 1) ids, the rest works on (N, D)
+    y, _ = embedding_forward(last_ids[:, None], params[model.tgt_embed_key])  # (N, 1, D)
+    y, _ = positional_forward(y, model.positional_table, offset=position)  # (N, 1, D)
+    y = y[:, 0]  # (N, D)
+    common = dict(pre_norm=config.pre_norm, dropout=0.0, rng=None, eps=config.layernorm_eps)
+    attention = {"self": [], "cross": []}
+    for i in range(config.n_decoder_layers):
+        layer = subtree(params, f"decoder.layers.{i}")
+        self_attn, cross_attn, ffn = (subtree(layer, name) for name in ("self_attn", "cross_attn", "ffn"))
+        # the residual caches' second entry is what the sublayer returned: its attention weights
+        y, (_, self_probs, _, _) = residual_forward(
+            y, lambda h: self_attention_step(h, self_attn, cache, i), subtree(layer, "norm1"), **common
+        )  # (N, D)
+        y, (_, cross_probs, _, _) = residual_forward(
+            y, lambda h: cross_attention_step(h, cross_attn, cache, i), subtree(layer, "norm2"), **common
+        )  # (N, D)
+        y, _ = residual_forward(
+            y, lambda h: feedforward_forward(h, ffn, 0.0, None), subtree(layer, "norm3"), **common
+        )  # (N, D)
+        attention["self"].append(self_probs)  # (N, H, t+1)
+        attention["cross"].append(cross_probs)  # (N, H, S)
+    if config.final_norm:
+        y, _ = layernorm_forward(y, params["decoder.norm.gamma"], params["decoder.norm.beta"], config.layernorm_eps)
+    # a 2-D (N, D) · (D, V) product: one matrix multiply, not N vector products
+    logits, _ = output_forward(y, params[model.output_key], params["generator.bias"])  # (N, V)
+    cache.length += 1
+    return logits, attention
+
+
+# --- two steppers with one interface: cached, and the full recomputation -----------------
+
+
+class CachedStepper:
+    """step(last_ids) -> logits (N, V), attention; reorder(rows, sentences)."""
+
+    def __init__(self, model, memory, src_mask, beam_size=1):
+        self.model = model
+        self.cache = DecoderCache(model, memory, src_mask, beam_size)
+
+    def step(self, last_ids):
+        return decode_step(self.model, self.cache, last_ids)
+
+    def reorder(self, rows, sentences):
+        self.cache.reorder(rows, sentences)
+
+
+class FullStepper:
+    """The reference: every step runs model.decode on the whole prefix <s> y_0 … y_{t-1}."""
+
+    def __init__(self, model, memory, src_mask, beam_size=1):
+        xp = model.xp
+        self.model = model
+        self.memory = xp.repeat(memory, beam_size, axis=0)  # (N, S, D)
+        self.src_mask = xp.repeat(src_mask, beam_size, axis=0)  # (N, 1, 1, S)
+        self.prefix = xp.zeros((self.memory.shape[0], 0), dtype=np.int64)  # (N, t)
+
+    def step(self, last_ids):
+        xp = self.model.xp
+        self.prefix = xp.concatenate([self.prefix, last_ids[:, None].astype(np.int64)], axis=1)  # (N, t+1)
+        logits, (_, cache_decoder, _) = self.model.decode(self.prefix, self.memory, self.src_mask)  # (N, t+1, V)
+        layers = decoder_attention_probs(cache_decoder)
+        attention = {
+            "self": [self_probs[:, :, -1] for self_probs, _ in layers],  # (N, H, t+1)
+            "cross": [cross_probs[:, :, -1] for _, cross_probs in layers],  # (N, H, S)
+        }
+        return logits[:, -1], attention  # (N, V)
+
+    def reorder(self, rows, sentences):
+        self.prefix, self.memory, self.src_mask = self.prefix[rows], self.memory[rows], self.src_mask[rows]
+
+
+def make_stepper(model, memory, src_mask, beam_size, use_cache):
+    stepper = CachedStepper if use_cache else FullStepper
+    return stepper(model, memory, src_mask, beam_size)
+
+
+def forbid_special(model, scores, bos_id):
+    """Set the scores of <pad> and <s> to −∞ in place: they are never generated."""
+    scores[:, model.config.pad_id] = -np.inf
+    scores[:, bos_id] = -np.inf
+    return scores
+
+
+def check_inputs(model, src, max_len):
+    """src as the model's array type; max_len clipped to the positional table."""
+    src = model.xp.asarray(src)
+    if src.ndim != 2 or src.shape[0] == 0:
+        raise ValueError(f"src must be a non-empty (B, S) array of ids, got shape {src.shape}")
+    if max_len < 1:
+        raise ValueError(f"max_len must be at least 1, got {max_len}")
+    return src, min(int(max_len), model.config.max_len)
+
+
+# --- greedy search ---------------------------------------------------------------------------
+
+
+def greedy_decode(model, src, bos_id, eos_id, max_len, use_cache=True, *, on_step=None):
+    """src (B, S) ids padded with pad_id -> per sentence, the generated ids without <s>/</s>.
+
+    max_len: the most tokens generated per sentence, </s> included (at most the model's
+    config.max_len positions). ``on_step(step, sentences, next_ids, attention)`` is called
+    after each step with the sentences still decoding (their indices into src), the token
+    each produced and decode_step's attention weights, for the attention trace.
+    """
+    src, max_len = check_inputs(model, src, max_len)
+    xp = model.xp
+    memory, src_mask, _ = model.encode(src)  # (B, S, D), (B, 1, 1, S)
+    stepper = make_stepper(model, memory, src_mask, 1, use_cache)
+    outputs = [[] for _ in range(src.shape[0])]
+    sentences = np.arange(src.shape[0])  # the sentences still decoding, one row each
+    last_ids = xp.full(src.shape[0], bos_id, dtype=np.int64)  # (N,)
+    for step in range(max_len):
+        logits, attention = stepper.step(last_ids)  # (N, V)
+        # y_t = argmax p(y_t | y_<t, x); the softmax is monotonic, so the logits suffice
+        next_ids = forbid_special(model, logits, bos_id).argmax(axis=1)  # (N,)
+        next_host = to_numpy(next_ids)
+        if on_step is not None:
+            on_step(step, sentences, next_host, attention)
+        for sentence, token in zip(sentences, next_host):
+            if token != eos_id:
+                outputs[sentence].append(int(token))
+        # a sentence that produced </s> leaves the batch
+        going_on = np.flatnonzero(next_host != eos_id)
+        if len(going_on) == 0:
+            break
+        if len(going_on) < len(sentences):
+            rows = xp.asarray(going_on)
+            stepper.reorder(rows, rows)
+            sentences = sentences[going_on]
+            next_ids = next_ids[rows]
+        last_ids = next_ids
+    return outputs
+
+
+# --- beam search -----------------------------------------------------------------------------
+
+
+def length_penalty_factor(length, alpha):
+    """GNMT's lp(n) = ((5 + n) / 6)^α; α = 0 gives 1, ranking by Σ log p alone."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def log_softmax(logits):
+    """logits (N, V) -> log p (N, V) in float64: beam scores add up many of them."""
+    xp = array_module(logits)
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)  # (N, V)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def beam_search(
+    model,
+    src,
+    bos_id,
+    eos_id,
+    max_len,
+    beam_size=4,
+    length_penalty=0.6,
+    use_cache=True,
+    *,
+    return_scores=False,
+):
+    """src (B, S) ids -> per sentence, the best hypothesis's ids without <s>/</s>.
+
+    All K beams of all B sentences decode together as N = B·K rows. Each step:
+      1. scores of every one-token extension: Σ log p of the beam + log p(v)   (B, K·V)
+      2. the 2K best extensions of each sentence, best first;
+      3. those among the first K that end in </s> become finished hypotheses, scored
+         Σ log p / lp(n); the K best that do not end in </s> are the new beams (2K
+         candidates always hold K such, since at most K of them end in </s>);
+      4. a sentence is done when no beam can still beat its best finished hypothesis:
+         Σ log p only falls as tokens are added, so a beam's final score is at most
+         Σ log p / lp(max_len); or, as in Hugging Face's beam search, when K hypotheses
+         have finished and the best beam would not win were it to end now, Σ log p / lp(t+1)
+         (with α = 0 both rules are exact: the result is the best the beam can reach);
+      5. done sentences leave the batch; the caches follow the surviving beams.
+    At max_len the remaining beams are finished as they are (without </s>).
+    With beam_size=1 this is greedy decoding.
+
+    return_scores=True also returns each result's Σ log p (float, </s> included when
+    produced), which score_sequence recomputes with a full forward pass.
+    """
+    src, max_len = check_inputs(model, src, max_len)
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+    xp, beams = model.xp, beam_size
+    memory, src_mask, _ = model.encode(src)  # (B, S, D), (B, 1, 1, S)
+    stepper = make_stepper(model, memory, src_mask, beams, use_cache)
+    n_sentences = src.shape[0]
+    finished = [[] for _ in range(n_sentences)]  # (Σ log p / lp, Σ log p, ids) per sentence
+    sentences = np.arange(n_sentences)  # the sentences still decoding
+    # all K beams start as the same <s>; only beam 0 may extend it, or the beams would be copies
+    beam_scores = np.full((n_sentences, beams), -np.inf)  # (B, K) Σ log p of each beam
+    beam_scores[:, 0] = 0.0
+    beam_tokens = np.zeros((n_sentences, beams, 0), dtype=np.int64)  # (B, K, t)
+    last_ids = xp.full(n_sentences * beams, bos_id, dtype=np.int64)  # (N,)
+    best_possible_penalty = length_penalty_factor(max_len, length_penalty)
+    for step in range(max_len):
+        logits, _ = stepper.step(last_ids)  # (N, V)
+        log_probs = forbid_special(model, log_softmax(logits), bos_id)  # (N, V)
+        vocab_size = log_probs.shape[1]
+        n_active = len(sentences)
+        # 1. every extension of every beam, as one row of K·V candidates per sentence
+        candidates = xp.asarray(beam_scores.reshape(-1, 1)) + log_probs  # (N, V)
+        candidates = candidates.reshape(n_active, beams * vocab_size)  # (B, K·V)
+        # 2. the 2K best, sorted best first (argpartition avoids sorting all K·V)
+        n_best = min(2 * beams, beams * vocab_size)
+        top = xp.argpartition(-candidates, n_best - 1, axis=1)[:, :n_best]  # (B, 2K)
+        top_scores = xp.take_along_axis(candidates, top, axis=1)  # (B, 2K)
+        order = xp.argsort(-top_scores, axis=1, kind="stable")  # (B, 2K)
+        top = to_numpy(xp.take_along_axis(top, order, axis=1))  # (B, 2K)
+        top_scores = to_numpy(xp.take_along_axis(top_scores, order, axis=1))  # (B, 2K)
+        source_beam, token = top // vocab_size, top % vocab_size  # (B, 2K) each
+        ends = token == eos_id  # (B, 2K)
+        # 3a. candidates ranked in the first K that end in </s> are finished hypotheses
+        length = step + 1
+        for row, rank in zip(*np.nonzero(ends[:, :beams])):
+            ids = beam_tokens[row, source_beam[row, rank]].tolist()
+            raw = float(top_scores[row, rank])
+            finished[sentences[row]].append((raw / length_penalty_factor(length, length_penalty), raw, ids))
+        # 3b. the K best that go on; a stable sort puts them first, keeping their order
+        going_on = np.argsort(ends, axis=1, kind="stable")[:, :beams]  # (B, K)
+        parent = np.take_along_axis(source_beam, going_on, axis=1)  # (B, K)
+        new_tokens = np.take_along_axis(token, going_on, axis=1)  # (B, K)
+        beam_scores = np.take_along_axis(top_scores, going_on, axis=1)  # (B, K), best first
+        beam_tokens = np.concatenate(
+            [np.take_along_axis(beam_tokens, parent[:, :, None], axis=1), new_tokens[:, :, None]], axis=2
+        )  # (B, K, t+1)
+        # 4. which sentences are done
+        if step == max_len - 1:
+            for row in range(n_active):
+                for beam in range(beams):
+                    raw = float(beam_scores[row, beam])
+                    finished[sentences[row]].append(
+                        (raw / best_possible_penalty, raw, beam_tokens[row, beam].tolist())
+                    )
+            break
+        done = np.zeros(n_active, dtype=bool)
+        for row in range(n_active):
+            hypotheses = finished[sentences[row]]
+            if hypotheses:
+                best_final = max(h[0] for h in hypotheses)
+                best_beam = beam_scores[row, 0]  # the beams are sorted, best first
+                # no beam can beat it any more: exact, since Σ log p only falls
+                beaten_for_good = best_final >= best_beam / best_possible_penalty
+                # K finished, and the best beam would lose were it to end now (as in Hugging
+                # Face's beam search): a heuristic when α > 0; exact when α = 0
+                beaten_now = len(hypotheses) >= beams and best_final >= best_beam / length_penalty_factor(
+                    length, length_penalty
+                )
+                done[row] = beaten_for_good or beaten_now
+        keep = np.flatnonzero(~done)
+        if len(keep) == 0:
+            break
+        # 5. the caches follow the surviving beams of the surviving sentences
+        rows = (keep[:, None] * beams + parent[keep]).reshape(-1)  # (N',)
+        stepper.reorder(xp.asarray(rows), xp.asarray(keep))
+        sentences, beam_scores = sentences[keep], beam_scores[keep]
+        beam_tokens, new_tokens = beam_tokens[keep], new_tokens[keep]
+        last_ids = xp.asarray(new_tokens.reshape(-1))  # (N',)
+    results, scores = [], []
+    for hypotheses in finished:
+        best = max(hypotheses, key=lambda h: h[0])  # max keeps the first of equals
+        results.append(best[2])
+        scores.append(best[1])
+    return (results, scores) if return_scores else results
+
+
+# --- the model's score of a given output -------------------------------------------------
+
+
+def score_sequence(model, src, hypotheses, bos_id, eos_id, ended=True):
+    """Σ_t log p(y_t | y_<t, x) of each hypothesis, with one full forward pass.
+
+    src (B, S) ids; hypotheses: B lists of ids without <s>/</s>; ended: a bool or B bools,
+    whether </s> followed (its log-probability is then part of the sum).
+    Returns a float64 array (B,). The same model score that beam_search ranks by (α = 0).
+    """
+    xp, pad_id = model.xp, model.config.pad_id
+    src = xp.asarray(src)
+    if isinstance(ended, bool):
+        ended = [ended] * len(hypotheses)
+    targets = [list(ids) + ([eos_id] if end else []) for ids, end in zip(hypotheses, ended)]
+    length = max(1, max(len(target) for target in targets))
+    tgt_in = np.full((len(targets), length), pad_id, dtype=np.int64)  # (B, T)
+    tgt_out = np.full((len(targets), length), pad_id, dtype=np.int64)  # (B, T)
+    for row, target in enumerate(targets):
+        tgt_in[row, : len(target)] = [bos_id] + target[:-1]
+        tgt_out[row, : len(target)] = target
+    logits, _ = model.forward(src, xp.asarray(tgt_in))  # (B, T, V)
+    log_probs = to_numpy(log_softmax(logits.reshape(-1, logits.shape[-1]))).reshape(logits.shape)  # (B, T, V)
+    picked = np.take_along_axis(log_probs, tgt_out[..., None], axis=2)[..., 0]  # (B, T)
+    valid = np.zeros_like(picked, dtype=bool)
+    for row, target in enumerate(targets):
+        valid[row, : len(target)] = True
+    return (picked * valid).sum(axis=1)

@@ -1,0 +1,149 @@
+"""The HTML attention page in a real browser: headless Chromium opens it with "#selftest",
+the page drives every control (attention type, layer, head, the step slider, ◀ and ▶) and
+checks what it drew, and the test reads the verdict and any console error from the DOM
+Chromium dumps. Nothing is installed here: without Chromium the tests skip, saying so.
+"""
+
+import html
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minitransformer.trace import AttentionTrace
+from minitransformer.viz.html import save_html
+from test_viz import OUTPUT, SOURCE, known_trace
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium); the browser test needs it"
+)
+
+
+def dump_dom(page, tmp_path):
+    """Open ``page#selftest`` headless, let its script run, return the DOM it leaves."""
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        page.resolve().as_uri() + "#selftest",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def self_test_result(dom):
+    match = re.search(r'<pre id="selftest-result">(.*?)</pre>', dom, re.S)
+    assert match and match.group(1).strip(), "the page wrote no self-test result"
+    return json.loads(html.unescape(match.group(1)))
+
+
+class TableReader(HTMLParser):
+    """The matrix table as the browser left it: header texts, row labels, cell values."""
+
+    def __init__(self):
+        super().__init__()
+        self.columns, self.rows, self.values, self.current_rows = [], [], [], []
+        self.inside, self.section, self.cell, self.text = False, None, None, ""
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and attrs.get("id") == "matrix":
+            self.inside = True
+        if not self.inside:
+            return
+        if tag in ("thead", "tbody"):
+            self.section = tag
+        elif tag == "tr" and self.section == "tbody":
+            self.values.append([])
+            if "current" in (attrs.get("class") or "").split():
+                self.current_rows.append(int(attrs["data-row"]))
+        elif tag == "th":
+            self.cell, self.text = ("column" if attrs.get("class") == "column" else "row"), ""
+        elif tag == "td":
+            self.values[-1].append(float(attrs["data-value"]))
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.inside = False
+        if self.inside and tag == "th":
+            if self.cell == "column":
+                self.columns.append(self.text)
+            elif self.section == "tbody":
+                self.rows.append(self.text)
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell:
+            self.text += data
+
+
+def test_every_control_works_without_a_console_error(tmp_path):
+    trace = known_trace()
+    page = save_html(trace, tmp_path / "attention.html")
+    result = self_test_result(dump_dom(page, tmp_path))
+    assert result["status"] == "pass", result
+    assert result["console_errors"] == [] and result["problems"] == []
+    # every (type, layer, head) went through the slider, ▶ to the end and past it, and ◀ back
+    steps = len(OUTPUT)
+    per_view = steps + (steps - 1) + 1 + (steps - 1)
+    views = 3 * (1 + 3) * 2 + 1  # three attention types × (mean + 3 heads) × 2 layers, and the saliency
+    assert result["checked"] == views * per_view
+
+
+def test_a_one_step_trace_without_saliency_works_too(tmp_path):
+    """An empty translation (only </s>) recorded without saliency: the smallest page."""
+    full = known_trace()
+    trace = AttentionTrace(
+        source_pieces=SOURCE,
+        decoder_input_pieces=["<s>"],
+        output_pieces=["</s>"],
+        encoder=full.encoder,
+        decoder_self=np.ones((2, 3, 1, 1)),
+        cross=full.cross[:, :, -1:],
+        saliency=None,
+    )
+    result = self_test_result(dump_dom(save_html(trace, tmp_path / "one.html"), tmp_path))
+    assert result["status"] == "pass", result
+    assert result["checked"] == 3 * (1 + 3) * 2 * 2  # each view: the slider's one step, and ▶ at the end
+
+
+def test_the_page_the_browser_drew_has_steps_as_rows_and_source_pieces_as_columns(tmp_path):
+    trace = known_trace()
+    dom = dump_dom(save_html(trace, tmp_path / "attention.html"), tmp_path)
+    table = TableReader()
+    table.feed(dom)
+    # the self-test leaves the last layer's mean cross-attention at step 1
+    assert table.columns == SOURCE
+    assert table.rows == OUTPUT
+    assert table.current_rows == [0]
+    np.testing.assert_allclose(np.array(table.values), trace.cross[-1].mean(axis=0), atol=1e-6)
+
+
+def test_console_errors_and_exceptions_are_caught_and_fail_the_self_test(tmp_path):
+    """The guard is real: a page that logs an error and throws later is reported as failing."""
+    page = save_html(known_trace(), tmp_path / "attention.html")
+    broken = tmp_path / "broken.html"
+    injected = (
+        '<script>console.error("injected failure");'
+        ' setTimeout(() => { throw new Error("late boom"); }, 50);</script>'
+    )
+    broken.write_text(page.read_text(encoding="utf-8").replace("</body>", injected + "</body>"), encoding="utf-8")
+    result = self_test_result(dump_dom(broken, tmp_path))
+    assert result["status"] == "fail"
+    assert "injected failure" in result["console_errors"]
+    assert any("late boom" in error for error in result["console_errors"])
