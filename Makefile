@@ -41,7 +41,10 @@ train: setup
 translate: setup
 	$(BIN)/minitransformer translate "$(TEXT)"
 
+# The benchmarks compare against PyTorch, installed on demand (never needed by the tests).
 bench: setup
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "torch==2.13.0" \
+		|| echo "make bench: PyTorch could not be installed; the peer columns are left out"
 	$(BIN)/python bench/run_all.py
 
 data: setup

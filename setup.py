@@ -96,6 +96,7 @@ setup(
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",  # BLAS for the Cython kernels (scipy.linalg.cython_blas)
+        "threadpoolctl>=3.1",  # the Cython kernels hold BLAS to one thread while they run
         "sentencepiece>=0.1.99",
         "sacrebleu>=2.3",
         "tqdm>=4.60",
@@ -104,6 +105,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
         "gpu": ["cupy-cuda12x>=13"],
+        "bench": ["torch==2.13.0"],  # the peer in bench/ (a CPU build installs offline here)
     },
     entry_points={"console_scripts": ["minitransformer=minitransformer.cli:main"]},
     zip_safe=False,

@@ -51,7 +51,8 @@ def cross_entropy_backward(cache):
     xp = array_module(cache[0])
     probs, targets, valid, n_valid, smoothing = cache
     vocab_size = probs.shape[-1]
-    dlogits = probs - smoothing / vocab_size  # (B, T, V): p − ε/V everywhere …
+    # a fresh C-ordered array, so that the reshape below is a view we can write through
+    dlogits = xp.ascontiguousarray(probs - smoothing / vocab_size)  # (B, T, V): p − ε/V everywhere …
     # … and (1 − ε) less at each target, which makes it p − q
     rows = dlogits.reshape(-1, vocab_size)  # (B*T, V), a view
     rows[xp.arange(rows.shape[0]), targets.reshape(-1)] -= 1.0 - smoothing

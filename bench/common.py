@@ -1,0 +1,214 @@
+"""Shared helpers for the benchmarks in bench/: timing, memory, machine description, output.
+
+Timing. Every number is a median of repeats after a warm-up, measured with
+time.perf_counter (wall clock). Implementations that are compared are timed in the same
+run, interleaved: round after round, each implementation runs a few times in turn. On a
+shared machine the load drifts within seconds; interleaving exposes every implementation
+to the same drift, so their ratios stay meaningful even when the absolute times do not.
+The load average before and after is recorded with the results for that reason.
+
+Memory, two ways, both "the most held at once during one call, above what was held
+before it":
+  * peak_numpy_bytes: tracemalloc, which sees every NumPy array (including those the
+    Cython kernels allocate through NumPy) and nothing else; exact and repeatable.
+  * peak_rss_growth_bytes: the process's peak resident memory (Linux VmHWM, which
+    /proc/self/clear_refs resets) minus its resident memory before the call. It sees
+    every allocator (PyTorch's too) but also pages that malloc keeps after a free; run it
+    in a fresh process with MALLOC_MMAP_THRESHOLD_ set (see bench_attention.py) so that
+    large blocks are returned to the system when freed.
+"""
+
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+
+def interleaved_timings(functions, rounds, per_round=1, warmup=1):
+    """Time each function of {name: fn} in turns; returns {name: summary} in milliseconds.
+
+    Each function runs `warmup` times first; then `rounds` times over, each function runs
+    `per_round` times in a row. summary: median, min, max, the 25th and 75th percentiles,
+    and the number of samples.
+    """
+    samples = {name: [] for name in functions}
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    for _ in range(rounds):
+        for name, function in functions.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                function()
+                samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: summarize(values) for name, values in samples.items()}
+
+
+def summarize(values_ms):
+    values = sorted(values_ms)
+    quartiles = statistics.quantiles(values, n=4) if len(values) >= 2 else [values[0]] * 3
+    return {
+        "median_ms": statistics.median(values),
+        "min_ms": values[0],
+        "max_ms": values[-1],
+        "p25_ms": quartiles[0],
+        "p75_ms": quartiles[2],
+        "samples": len(values),
+    }
+
+
+def matmul_peak_gflops(dtype=np.float32, size=2048, repeats=7):
+    """The machine's matrix-product rate through NumPy's BLAS, all its threads, in GFLOP/s.
+
+    C = A·B on (size, size) matrices costs 2·size³ floating-point operations. The best of
+    the repeats is the "peak" (what BLAS reaches at its best on this machine, now); the
+    median is returned too.
+    """
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    a @ b  # warm-up: BLAS threads and buffers
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    flops = 2.0 * size**3
+    return {
+        "dtype": np.dtype(dtype).name,
+        "size": size,
+        "peak_gflops": flops / min(times) / 1e9,
+        "median_gflops": flops / statistics.median(times) / 1e9,
+    }
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+def peak_numpy_bytes(function):
+    """Bytes of NumPy arrays (and other Python allocations) held at most during function()."""
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_rss_growth_bytes(function):
+    """Peak resident memory during function() minus resident memory before; None off Linux."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # reset VmHWM, the peak, to the current VmRSS
+        before = _status_kib("VmRSS")
+    except OSError:
+        return None
+    function()
+    return (_status_kib("VmHWM") - before) * 1024
+
+
+# --- the machine -----------------------------------------------------------------------------
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_libraries():
+    """What threadpoolctl sees loaded: each BLAS / OpenMP library, its version and threads."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keep = ("user_api", "internal_api", "version", "num_threads", "architecture", "filepath", "prefix")
+    return [{key: info.get(key) for key in keep} for info in threadpool_info()]
+
+
+def machine_info():
+    """CPU, cores, memory, library versions and BLAS, the load, and the date, as a dict."""
+    info = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "load_average_1_5_15min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "environment": {
+            name: os.environ.get(name)
+            for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+        },
+    }
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        info["memory_gib"] = round(pages * page_size / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        import scipy
+
+        info["scipy"] = scipy.__version__
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    info["blas"] = blas_libraries()
+    info["max_rss_mib_so_far"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return info
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def write_json(name, payload):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    return path
+
+
+def write_text(name, text):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    path.write_text(text)
+    return path
+
+
+def markdown_table(header, rows):
+    """A GitHub-flavoured Markdown table from a header list and a list of row lists."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""The Cython backend: the attention core compiled from csrc/attention.pyx, on the CPU.
+
+Same interface and same results as the NumPy reference (minitransformer/layers/attention.py)
+up to rounding, in float32 and float64, with OpenMP threads over batch × heads and BLAS for
+the matrix products. It also offers the blocked kernels, for long sequences:
+
+    out, probs     = attention_forward(q, k, v, mask)
+    dq, dk, dv     = attention_backward(dout, q, k, v, probs)
+    out, logsumexp = attention_forward_blocked(q, k, v, mask, block_size=64)
+    dq, dk, dv     = attention_backward_blocked(dout, q, k, v, out, logsumexp, mask, block_size=64)
+
+The blocked pair never stores the (T, S) weights; the algorithm is explained in
+minitransformer/layers/blocked_attention.py, its NumPy reference.
+
+Optional, present when csrc/ops.pyx is built (check with hasattr), with the references'
+signatures (layers/loss.py, layers/layernorm.py); each forward goes with its own backward:
+
+    loss, cache  = cross_entropy_forward(logits, targets, pad_id, smoothing)
+    dlogits      = cross_entropy_backward(cache)      # computed by the forward, same pass
+    y, cache     = layernorm_forward(x, gamma, beta, eps)
+    dx, dgamma, dbeta = layernorm_backward(dy, cache)
+
+Threads: OMP_NUM_THREADS sets how many (default: one per core).
+"""
+
+import numpy as xp  # noqa: F401  (the array module this backend's tensors live in)
+
+from ..layers.attention import check_attention_inputs
+
+name = "cython"
+
+try:
+    from .._ext import attention as _kernels
+
+    _import_error = None
+except ImportError as error:  # not built, or built for another Python
+    _kernels = None
+    _import_error = error
+
+
+try:
+    from .._ext import ops as _ops
+except ImportError:
+    _ops = None
+
+if _ops is not None:
+    cross_entropy_forward = _ops.cross_entropy_forward
+    cross_entropy_backward = _ops.cross_entropy_backward
+    layernorm_forward = _ops.layernorm_forward
+    layernorm_backward = _ops.layernorm_backward
+
+
+def unavailable_reason():
+    """None when the compiled kernels load; otherwise a sentence saying what to do."""
+    if _kernels is None:
+        missing = getattr(_import_error, "name", None)
+        if isinstance(_import_error, ModuleNotFoundError) and missing and not missing.startswith("minitransformer"):
+            return f"the Cython extension needs the Python package {missing!r}: pip install {missing}"
+        return (
+            "the Cython extension minitransformer._ext.attention is not built: run `make setup` "
+            f"or `pip install -e .` (needs a C compiler) [{_import_error}]"
+        )
+    return None
+
+
+def _kernels_or_raise():
+    if _kernels is None:
+        from . import BackendUnavailable
+
+        raise BackendUnavailable(f"the 'cython' backend cannot run: {unavailable_reason()}")
+    return _kernels
+
+
+def attention_forward(q, k, v, mask=None):
+    """q (B, H, T, Dh), k, v (B, H, S, Dh), mask ~(B, H, T, S) bool -> out (B, H, T, Dh), probs (B, H, T, S)."""
+    check_attention_inputs(q, k, v, mask)
+    return _kernels_or_raise().attention_forward(q, k, v, mask)
+
+
+def attention_backward(dout, q, k, v, probs):
+    """dout (B, H, T, Dh) -> dq (B, H, T, Dh), dk (B, H, S, Dh), dv (B, H, S, Dh)."""
+    return _kernels_or_raise().attention_backward(dout, q, k, v, probs)
+
+
+def attention_forward_blocked(q, k, v, mask=None, block_size=64):
+    """q (B, H, T, Dh), k, v (B, H, S, Dh), mask -> out (B, H, T, Dh), logsumexp (B, H, T)."""
+    check_attention_inputs(q, k, v, mask)
+    return _kernels_or_raise().attention_forward_blocked(q, k, v, mask, block_size)
+
+
+def attention_backward_blocked(dout, q, k, v, out, logsumexp, mask=None, block_size=64):
+    """dout (B, H, T, Dh), with the forward's inputs, out and logsumexp -> dq, dk, dv."""
+    check_attention_inputs(q, k, v, mask)
+    return _kernels_or_raise().attention_backward_blocked(dout, q, k, v, out, logsumexp, mask, block_size)
