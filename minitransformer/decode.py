@@ -52,6 +52,7 @@ from .layers.multihead import merge_heads, split_heads
 from .layers.output import output_forward
 from .layers.positional import positional_forward
 from .layers.residual import residual_forward
+from .model import local_mask
 from .params import subtree
 
 # --- the incremental decoder: one position per step ---------------------------------------
@@ -73,6 +74,7 @@ class DecoderCache:
         self.xp = xp
         self.beam_size = beam_size
         self.n_heads = config.n_heads
+        self.attention_window = config.attention_window  # local self-attention, or None
         self.src_mask = src_mask  # (B, 1, 1, S)
         self.length = 0  # positions already in the self-attention cache
         self.cross_keys, self.cross_values = [], []
@@ -127,7 +129,11 @@ def self_attention_step(h, params, cache, layer):
     values, _ = linear_forward(h, params["w_v"], params["b_v"])  # (N, D)
     q = split_heads(queries[:, None], n_heads)  # (N, H, 1, Dh)
     k, v = cache.append(layer, split_heads(keys[:, None], n_heads), split_heads(values[:, None], n_heads))
-    heads, probs = cache.backend.attention_forward(q, k, v, None)  # (N, H, 1, Dh), (N, H, 1, t+1)
+    mask = None
+    if cache.attention_window is not None:
+        length = k.shape[2]  # t + 1
+        mask = local_mask(1, length, cache.attention_window, cache.xp, query_offset=length - 1)  # (1, 1, 1, t+1)
+    heads, probs = cache.backend.attention_forward(q, k, v, mask)  # (N, H, 1, Dh), (N, H, 1, t+1)
     out, _ = linear_forward(merge_heads(heads)[:, 0], params["w_o"], params["b_o"])  # (N, D)
     return out, probs[:, :, 0]
 
@@ -170,16 +176,16 @@ def decode_step(model, cache, last_ids):
     y, _ = embedding_forward(last_ids[:, None], params[model.tgt_embed_key])  # (N, 1, D)
     y, _ = positional_forward(y, model.positional_table, offset=position)  # (N, 1, D)
     y = y[:, 0]  # (N, D)
-    common = dict(pre_norm=config.pre_norm, dropout=0.0, rng=None, eps=config.layernorm_eps)
+    common = dict(pre_norm=config.pre_norm, dropout=0.0, rng=None, eps=config.layernorm_eps, backend=model.backend)
     attention = {"self": [], "cross": []}
     for i in range(config.n_decoder_layers):
         layer = subtree(params, f"decoder.layers.{i}")
         self_attn, cross_attn, ffn = (subtree(layer, name) for name in ("self_attn", "cross_attn", "ffn"))
         # the residual caches' second entry is what the sublayer returned: its attention weights
-        y, (_, self_probs, _, _) = residual_forward(
+        y, (_, self_probs, *_) = residual_forward(
             y, lambda h: self_attention_step(h, self_attn, cache, i), subtree(layer, "norm1"), **common
         )  # (N, D)
-        y, (_, cross_probs, _, _) = residual_forward(
+        y, (_, cross_probs, *_) = residual_forward(
             y, lambda h: cross_attention_step(h, cross_attn, cache, i), subtree(layer, "norm2"), **common
         )  # (N, D)
         y, _ = residual_forward(

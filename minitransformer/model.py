@@ -22,6 +22,7 @@ Shapes: src (B, S) and tgt_in / tgt_out (B, T) integer ids, padded with config.p
 import numpy as np
 
 from . import backends
+from .backends import compiled_or_reference
 from .config import ModelConfig
 from .layers.decoder import decoder_attention_probs, decoder_backward, decoder_forward
 from .layers.dropout import dropout_backward, dropout_forward
@@ -31,6 +32,7 @@ from .layers.loss import cross_entropy_backward, cross_entropy_forward
 from .layers.output import output_backward, output_forward
 from .layers.positional import positional_forward, sinusoidal_table
 from .params import add_into, count_parameters, subtree
+
 
 
 def padding_mask(ids, pad_id):
@@ -230,18 +232,24 @@ class Transformer:
             self.grads[key] = grads[key].astype(value.dtype, copy=False)
         return self.grads
 
+    def _loss_functions(self):
+        """The label-smoothed cross-entropy: the backend's compiled one, or layers/loss.py."""
+        return compiled_or_reference(self.backend, "cross_entropy", cross_entropy_forward, cross_entropy_backward)
+
     def loss(self, src, tgt_in, tgt_out, smoothing=0.0, rng=None):
         """The mean label-smoothed loss, forward only (for validation)."""
         logits, _ = self.forward(src, tgt_in, rng)
-        loss, _ = cross_entropy_forward(logits, self.xp.asarray(tgt_out), self.config.pad_id, smoothing)
+        loss_forward, _ = self._loss_functions()
+        loss, _ = loss_forward(logits, self.xp.asarray(tgt_out), self.config.pad_id, smoothing)
         return float(loss)
 
     def loss_and_grads(self, src, tgt_in, tgt_out, smoothing=0.0, rng=None):
         """One forward and backward: returns the loss, leaves the gradients in self.grads."""
         logits, cache = self.forward(src, tgt_in, rng)
         tgt_out = self.xp.asarray(tgt_out)
-        loss, cache_loss = cross_entropy_forward(logits, tgt_out, self.config.pad_id, smoothing)
-        self.backward(cross_entropy_backward(cache_loss), cache)
+        loss_forward, loss_backward = self._loss_functions()
+        loss, cache_loss = loss_forward(logits, tgt_out, self.config.pad_id, smoothing)
+        self.backward(loss_backward(cache_loss), cache)
         return float(loss)
 
     # --- inspection ----------------------------------------------------------------------

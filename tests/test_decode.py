@@ -110,10 +110,12 @@ def ended(outputs, max_len):
 # --- the cache changes nothing ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pre_norm", [False, True], ids=["post-norm", "pre-norm"])
-def test_cached_step_logits_equal_the_full_decoder(pre_norm):
+@pytest.mark.parametrize(
+    "pre_norm, window", [(False, None), (True, None), (False, 2)], ids=["post-norm", "pre-norm", "local-window-2"]
+)
+def test_cached_step_logits_equal_the_full_decoder(pre_norm, window):
     """Step by step, the cached decoder's logits are model.decode's at the same position."""
-    model = random_model(pre_norm, tie_output=False)
+    model = random_model(pre_norm, tie_output=False, attention_window=window)
     src = padded_sources([5, 3, 7])
     tgt_in = np.concatenate([np.full((3, 1), BOS), padded_sources([9, 9, 9], seed=3)], axis=1)  # (B, 10)
     memory, src_mask, _ = model.encode(src)

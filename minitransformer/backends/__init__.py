@@ -74,6 +74,15 @@ def get(name=None):
     return _load("numpy")
 
 
+def compiled_or_reference(backend, name, forward, backward):
+    """The backend's compiled ``name_forward`` / ``name_backward`` pair when it has one (the
+    Cython backend compiles LayerNorm and the cross-entropy too), else the NumPy references
+    given. A forward's cache goes to the backward of the same pair."""
+    if backend is not None and hasattr(backend, f"{name}_forward"):
+        return getattr(backend, f"{name}_forward"), getattr(backend, f"{name}_backward")
+    return forward, backward
+
+
 def available():
     """Names of the backends that can run on this machine."""
     names = []

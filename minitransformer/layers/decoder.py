@@ -12,6 +12,7 @@ the sum over layers. Parameters of one layer: self_attn.*, norm1.*, cross_attn.*
 ffn.*, norm3.*.
 """
 
+from ..backends import compiled_or_reference
 from ..params import add_into, subtree
 from .encoder import self_attention_backward
 from .feedforward import feedforward_backward, feedforward_forward
@@ -30,7 +31,7 @@ def decoder_layer_forward(y, memory, params, config, self_mask, cross_mask, back
     """y (B, T, D), memory (B, S, D), self_mask (B, 1, T, T), cross_mask (B, 1, 1, S)
     -> y (B, T, D)."""
     self_attn, cross_attn, ffn = (subtree(params, name) for name in ("self_attn", "cross_attn", "ffn"))
-    common = dict(pre_norm=config.pre_norm, dropout=config.dropout, rng=rng, eps=config.layernorm_eps)
+    common = dict(pre_norm=config.pre_norm, dropout=config.dropout, rng=rng, eps=config.layernorm_eps, backend=backend)
 
     def causal_self_attention(h):
         return multihead_forward(h, h, self_attn, config.n_heads, self_mask, backend)
@@ -69,7 +70,9 @@ def decoder_forward(y, memory, params, config, self_mask, cross_mask, backend, r
         caches.append(cache)
     cache_norm = None
     if config.final_norm:
-        y, cache_norm = layernorm_forward(y, params["norm.gamma"], params["norm.beta"], config.layernorm_eps)
+        norm_forward, norm_backward = compiled_or_reference(backend, "layernorm", layernorm_forward, layernorm_backward)
+        y, cache_norm = norm_forward(y, params["norm.gamma"], params["norm.beta"], config.layernorm_eps)
+        cache_norm = (cache_norm, norm_backward)
     return y, (caches, cache_norm)
 
 
@@ -79,7 +82,8 @@ def decoder_backward(dhidden, cache):
     grads = {}
     dy = dhidden
     if cache_norm is not None:
-        dy, grads["norm.gamma"], grads["norm.beta"] = layernorm_backward(dy, cache_norm)
+        cache_norm, norm_backward = cache_norm
+        dy, grads["norm.gamma"], grads["norm.beta"] = norm_backward(dy, cache_norm)
     dmemory = None
     for i in reversed(range(len(caches))):
         dy, dmemory_i, layer_grads = decoder_layer_backward(dy, caches[i])

@@ -8,6 +8,7 @@ Parameters of one layer: self_attn.*, norm1.*, ffn.*, norm2.*. Of the stack:
 layers.<i>.* and, with a final norm, norm.*.
 """
 
+from ..backends import compiled_or_reference
 from ..params import add_into, subtree
 from .feedforward import feedforward_backward, feedforward_forward
 from .layernorm import layernorm_backward, layernorm_forward
@@ -24,7 +25,7 @@ def self_attention_backward(dy, cache):
 def encoder_layer_forward(x, params, config, mask, backend, rng):
     """x (B, S, D), mask (B, 1, 1, S) -> y (B, S, D)."""
     attn, ffn = subtree(params, "self_attn"), subtree(params, "ffn")
-    common = dict(pre_norm=config.pre_norm, dropout=config.dropout, rng=rng, eps=config.layernorm_eps)
+    common = dict(pre_norm=config.pre_norm, dropout=config.dropout, rng=rng, eps=config.layernorm_eps, backend=backend)
 
     def self_attention(h):
         return multihead_forward(h, h, attn, config.n_heads, mask, backend)
@@ -54,7 +55,9 @@ def encoder_forward(x, params, config, mask, backend, rng):
         caches.append(cache)
     cache_norm = None
     if config.final_norm:
-        x, cache_norm = layernorm_forward(x, params["norm.gamma"], params["norm.beta"], config.layernorm_eps)
+        norm_forward, norm_backward = compiled_or_reference(backend, "layernorm", layernorm_forward, layernorm_backward)
+        x, cache_norm = norm_forward(x, params["norm.gamma"], params["norm.beta"], config.layernorm_eps)
+        cache_norm = (cache_norm, norm_backward)
     return x, (caches, cache_norm)
 
 
@@ -64,7 +67,8 @@ def encoder_backward(dmemory, cache):
     grads = {}
     dx = dmemory
     if cache_norm is not None:
-        dx, grads["norm.gamma"], grads["norm.beta"] = layernorm_backward(dx, cache_norm)
+        cache_norm, norm_backward = cache_norm
+        dx, grads["norm.gamma"], grads["norm.beta"] = norm_backward(dx, cache_norm)
     for i in reversed(range(len(caches))):
         dx, layer_grads = encoder_layer_backward(dx, caches[i])
         add_into(grads, f"layers.{i}", layer_grads)
