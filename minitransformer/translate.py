@@ -65,6 +65,9 @@ def add_arguments(parser):
     )
     parser.add_argument("--head", metavar="H", help="the head --attention shows, from 1, or 'mean' (default)")
     parser.add_argument("--png", metavar="FILE", help="save the attention grids and the saliency as a PNG image")
+    parser.add_argument(
+        "--png-summary", metavar="FILE", help="save only the last layer's cross-attention beside the saliency"
+    )
     parser.add_argument("--html", metavar="FILE", help="save an interactive, self-contained HTML page")
     parser.add_argument("--trace", metavar="FILE", help="save the attention trace as FILE.npz + FILE.json")
     parser.add_argument("--input", metavar="FILE", help="translate FILE, one sentence per line")
@@ -86,7 +89,7 @@ def shorten(text, limit=40):
 
 def check_options(args):
     """Options that cannot go together, before anything is loaded."""
-    views = [name for name in ("attention", "png", "html", "trace") if getattr(args, name)]
+    views = [name for name in ("attention", "png", "png_summary", "html", "trace") if getattr(args, name)]
     if args.text is not None and args.input:
         raise TranslateError("give either a sentence or --input FILE, not both", 2)
     if args.text is None and not args.input:
@@ -94,7 +97,7 @@ def check_options(args):
     if args.output and not args.input:
         raise TranslateError("--output goes with --input FILE; a single sentence's translation goes to stdout", 2)
     if args.input and views:
-        raise TranslateError(f"--{views[0]} shows one sentence; it does not go with --input", 2)
+        raise TranslateError(f"--{views[0].replace('_', '-')} shows one sentence; it does not go with --input", 2)
     if args.beam < 1:
         raise TranslateError(f"--beam must be at least 1, got {args.beam}", 2)
     if args.max_len is not None and args.max_len < 1:
@@ -192,7 +195,7 @@ def translate_one(args, model, tokenizer):
     ids = source_ids(model, tokenizer, args.text)
     max_len = decode_max_len(args, model, len(ids))
     use_cache = not args.no_cache
-    if not (args.attention or args.png or args.html or args.trace):
+    if not (args.attention or args.png or args.png_summary or args.html or args.trace):
         src = np.array([ids], dtype=np.int64)  # (1, S)
         if args.beam == 1:
             output = greedy_decode(model, src, tokenizer.bos_id, tokenizer.eos_id, max_len, use_cache)[0]
@@ -224,6 +227,11 @@ def translate_one(args, model, tokenizer):
 
         save_png(trace, args.png)
         print(f"wrote {args.png}", file=sys.stderr)
+    if args.png_summary:
+        from .viz.png import save_png
+
+        save_png(trace, args.png_summary, summary=True)
+        print(f"wrote {args.png_summary}", file=sys.stderr)
     if args.html:
         from .viz.html import save_html
 

@@ -10,7 +10,7 @@ import pytest
 
 from minitransformer.trace import AttentionTrace
 from minitransformer.viz.html import render_html, save_html
-from minitransformer.viz.png import attention_figure, save_png
+from minitransformer.viz.png import attention_figure, save_png, summary_figure
 from minitransformer.viz.terminal import heatmap, render_attention, render_steps, render_trace, text_width
 
 SOURCE = ["▁the", "▁black", "▁cat", "▁sleeps", "▁."]
@@ -163,6 +163,19 @@ def test_the_png_grid_has_queries_on_y_and_keys_on_x_with_piece_tick_labels():
     np.testing.assert_array_equal(saliency.images[0].get_array(), trace.saliency)
     assert [label.get_text() for label in saliency.get_xticklabels()] == SOURCE
     assert [label.get_text() for label in saliency.get_yticklabels()] == OUTPUT
+
+
+def test_the_png_summary_has_the_mean_cross_attention_and_the_saliency_on_the_same_axes():
+    trace = known_trace()
+    figure = summary_figure(trace)
+    cross = axes_titled(figure, f"cross-attention · layer {N_LAYERS} · mean of {N_HEADS} heads")
+    np.testing.assert_allclose(cross.images[0].get_array(), trace.cross[-1].mean(axis=0))
+    saliency = axes_titled(figure, "gradient × input saliency")
+    np.testing.assert_array_equal(saliency.images[0].get_array(), trace.saliency)
+    for ax in (cross, saliency):
+        assert [label.get_text() for label in ax.get_yticklabels()] == OUTPUT
+        assert [label.get_text() for label in ax.get_xticklabels()] == SOURCE
+    assert cross.get_xlabel() == "source piece (key)"
 
 
 def test_save_png_writes_a_png(tmp_path):

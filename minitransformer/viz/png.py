@@ -81,14 +81,18 @@ def attention_figure(trace):
                 )
         subfigure.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     # the saliency, beside what the heads of the last layer attended to on average
-    subfigure = subfigures[-1]
-    subfigure.suptitle(
-        "what each output piece attended to, and what it depended on", fontsize=9, fontweight="bold"
-    )
-    axes = subfigure.subplots(1, 2, squeeze=False)
+    draw_summary(subfigures[-1], trace)
+    return figure
+
+
+def draw_summary(figure, trace):
+    """On ``figure`` (a Figure or SubFigure): the last layer's cross-attention, mean of its
+    heads, beside the gradient × input saliency, with the same axes."""
+    figure.suptitle("what each output piece attended to, and what it depended on", fontsize=9, fontweight="bold")
+    axes = figure.subplots(1, 2, squeeze=False)
     rows, columns = axis_labels(trace, "cross")
     n_layers, n_heads = trace.cross.shape[:2]
-    _draw(
+    image = _draw(
         axes[0, 0],
         select(trace, "cross", -1, None),
         rows,
@@ -101,15 +105,24 @@ def attention_figure(trace):
         image = _draw(
             axes[0, 1], trace.saliency, rows, columns, SALIENCY["title"], SALIENCY["rows"], SALIENCY["columns"]
         )
-        subfigure.colorbar(image, ax=axes, shrink=0.8, label="weight (rows sum to 1)")
     else:
         axes[0, 1].set_axis_off()
         axes[0, 1].set_title("saliency: not recorded", fontsize=8)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="weight (rows sum to 1)")
+
+
+def summary_figure(trace):
+    """Only the summary row of attention_figure: a compact picture of one translation."""
+    rows, columns = axis_labels(trace, "cross")
+    width, height = _panel_size(len(rows), len(columns))
+    figure = Figure(figsize=(2 * width + 1.2, height + 0.9), layout="constrained")
+    FigureCanvasAgg(figure)
+    draw_summary(figure, trace)
     return figure
 
 
-def save_png(trace, path, dpi=110):
-    """Draw the trace and write it to ``path``; returns the Figure."""
-    figure = attention_figure(trace)
+def save_png(trace, path, dpi=110, summary=False):
+    """Draw the trace (or only its summary row) and write it to ``path``; returns the Figure."""
+    figure = summary_figure(trace) if summary else attention_figure(trace)
     figure.savefig(path, dpi=dpi)
     return figure
