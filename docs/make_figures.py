@@ -1,0 +1,510 @@
+"""Draw every figure of the chapters into docs/figures/, from the project's own code.
+
+    python docs/make_figures.py                        # all figures, into docs/figures/
+    python docs/make_figures.py --only 04-i-am-good    # one figure (name without .png)
+    python docs/make_figures.py --out /tmp/figures     # somewhere else
+
+Each figure is one function below, registered in FIGURES under its file name. Every
+random number comes from a fixed seed, so running the script twice writes the same bytes.
+Each PNG records the matplotlib version that drew it (its "Software" field):
+tests/test_docs.py redraws every figure and, with that same version, demands identical
+pixels; it also checks that the figures on disk are exactly the ones listed here, and that
+each chapter names this command beneath its figures.
+"""
+
+import argparse
+import itertools
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from a checkout without installing
+    sys.path.insert(0, str(REPO))
+
+from minitransformer.batching import pad_sequences  # noqa: E402
+from minitransformer.config import ModelConfig  # noqa: E402
+from minitransformer.configs import TATOEBA, TOY  # noqa: E402
+from minitransformer.layers.attention import attention_forward, masked_softmax  # noqa: E402
+from minitransformer.layers.blocked_attention import blocked_attention_forward  # noqa: E402
+from minitransformer.layers.positional import sinusoidal_table  # noqa: E402
+from minitransformer.model import causal_mask, local_mask, make_model, padding_mask  # noqa: E402
+from minitransformer.optim import Adam, clip_grad_norm, noam_lr  # noqa: E402
+from minitransformer.trace import record_trace  # noqa: E402
+from minitransformer.viz import axis_labels, select  # noqa: E402
+from minitransformer.zoo import attention_weights  # noqa: E402
+from minitransformer.zoo import vector  # noqa: E402
+from minitransformer.zoo.kernel_regression import (  # noqa: E402
+    kernel_regression_backward,
+    predict,
+    synthetic_waist_weight,
+)
+
+FIGURES_DIR = Path(__file__).resolve().parent / "figures"
+# a white background and a fixed size per figure: the same picture on every machine
+STYLE = {"figure.facecolor": "white", "savefig.facecolor": "white", "font.size": 10}
+
+
+def learn_bandwidth(waist, weight, bandwidth=30.0, steps=100, lr=0.4):
+    """Gradient descent on log h with the leave-one-out error, as the zoo's demo does.
+
+    waist (S,), weight (S,) -> the learned bandwidth h (cm).
+    """
+    leave_one_out = ~np.eye(len(waist), dtype=bool)[None]  # (1, S, S): nobody sees themselves
+    log_bandwidth = math.log(bandwidth)
+    for _ in range(steps):
+        bandwidth = math.exp(log_bandwidth)
+        prediction, cache = predict(waist, waist, weight, bandwidth, leave_one_out)  # (S,)
+        residual = prediction - weight  # (S,)
+        loss = float(np.mean(residual**2))
+        dprediction = (2.0 / len(waist)) * residual  # (S,)
+        *_, dbandwidth = kernel_regression_backward(dprediction[None, :, None], cache)
+        # descend on log L in log h: the step is a fraction of log h, whatever the units
+        log_bandwidth -= lr * float(dbandwidth) * bandwidth / loss
+    return math.exp(log_bandwidth)
+
+
+def figure_nadaraya_watson(path):
+    """Chapter 1: the Nadaraya–Watson fit with a narrow, a learned and a wide bandwidth,
+    and the weights each gives the training people when the query is a 90 cm waist."""
+    rng = np.random.default_rng(0)
+    waist, weight, true_weight = synthetic_waist_weight(150, rng)  # (S,), (S,)
+    learned = learn_bandwidth(waist, weight)
+    bandwidths = [(0.3, "narrow", "tab:red"), (learned, "learned", "tab:green"), (15.0, "wide", "tab:purple")]
+    grid = np.linspace(60, 120, 400)  # (T,)
+    query = 90.0
+
+    figure, (fit_axes, weight_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fit_axes.scatter(waist, weight, s=9, color="0.6", label="training people (synthetic)")
+    fit_axes.plot(grid, true_weight(grid), "k--", lw=1, label="noise-free curve")
+    for bandwidth, label, color in bandwidths:
+        prediction, _ = predict(grid, waist, weight, bandwidth)  # (T,)
+        fit_axes.plot(grid, prediction, color=color, lw=1.4, label=f"h = {bandwidth:.2g} cm ({label})")
+    fit_axes.axvline(query, color="0.3", lw=0.8, ls=":")
+    fit_axes.set_xlabel("waist (cm): the query")
+    fit_axes.set_ylabel("weight (kg): the value")
+    fit_axes.set_title("f(x) = Σ softmax(−(x − xₛ)² / 2h²) · yₛ")
+    fit_axes.legend(fontsize=8, loc="upper left")
+
+    for bandwidth, label, color in bandwidths:
+        _, cache = predict(np.array([query]), waist, weight, bandwidth)
+        alphas = attention_weights(cache[-1])[0, 0]  # (S,)
+        order = np.argsort(waist)
+        weight_axes.plot(waist[order], alphas[order], color=color, lw=1.2, marker=".", ms=3,
+                         label=f"h = {bandwidth:.2g} cm ({label})")  # fmt: skip
+    weight_axes.set_xlim(80, 100)
+    weight_axes.set_yscale("log")
+    weight_axes.set_ylim(1e-4, 1.2)
+    weight_axes.set_xlabel("waist of the training person (cm): the key")
+    weight_axes.set_ylabel("attention weight α (log scale)")
+    weight_axes.set_title(f"the weights for the query x = {query:g} cm (each curve sums to 1)")
+    weight_axes.legend(fontsize=8, loc="lower right")
+    save(figure, path)
+
+
+def figure_softmax_scaling(path):
+    """Chapter 2: the same 8 dot-product scores of d_k = 64 unit-variance vectors, through
+    a softmax unscaled and divided by √64 = 8; and how peaked the softmax gets with width."""
+    rng = np.random.default_rng(2)
+    width, n_keys = 64, 8
+    query = rng.standard_normal(width)  # (Dh,)
+    keys = rng.standard_normal((n_keys, width))  # (S, Dh)
+    scores = keys @ query  # (S,)
+
+    figure, (scores_axes, weights_axes, width_axes) = plt.subplots(1, 3, figsize=(13, 3.8))
+    positions = np.arange(n_keys)
+    scores_axes.bar(positions - 0.2, scores, 0.4, label="q·k", color="tab:red")
+    scores_axes.bar(positions + 0.2, scores / math.sqrt(width), 0.4, label="q·k / √64", color="tab:blue")
+    scores_axes.axhline(0, color="k", lw=0.6)
+    scores_axes.set_xlabel("key")
+    scores_axes.set_title("scores, d_k = 64")
+    scores_axes.legend(fontsize=8)
+
+    unscaled = masked_softmax(scores, None)  # (S,)
+    scaled = masked_softmax(scores / math.sqrt(width), None)  # (S,)
+    weights_axes.bar(positions - 0.2, unscaled, 0.4, label="softmax(q·k)", color="tab:red")
+    weights_axes.bar(positions + 0.2, scaled, 0.4, label="softmax(q·k / √64)", color="tab:blue")
+    weights_axes.set_ylim(0, 1.05)
+    weights_axes.set_xlabel("key")
+    weights_axes.set_title("attention weights")
+    weights_axes.legend(fontsize=8)
+
+    widths = [4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    trials = 2000
+    for label, scale_of, color in (("unscaled", lambda d: 1.0, "tab:red"),
+                                   ("scaled by 1/√d_k", lambda d: 1 / math.sqrt(d), "tab:blue")):  # fmt: skip
+        largest = []
+        for d in widths:
+            q = rng.standard_normal((trials, 1, d))  # (N, 1, Dh)
+            k = rng.standard_normal((trials, n_keys, d))  # (N, S, Dh)
+            weights = masked_softmax((q @ k.swapaxes(-1, -2)) * scale_of(d), None)  # (N, 1, S)
+            largest.append(weights.max(axis=-1).mean())
+        width_axes.plot(widths, largest, "o-", color=color, label=label)
+    width_axes.axhline(1 / n_keys, color="0.4", ls=":", lw=1, label="uniform, 1/S")
+    width_axes.set_xscale("log", base=2)
+    width_axes.set_ylim(0, 1.05)
+    width_axes.set_xlabel("d_k")
+    width_axes.set_ylabel("mean of the largest weight")
+    width_axes.set_title(f"peakedness vs width (S = {n_keys} keys)")
+    width_axes.legend(fontsize=8)
+    save(figure, path)
+
+
+def figure_vector_attention(path):
+    """Chapter 3: the weights of one query after training on the left/self/right stencil,
+    one weight per key (scalar, G = 1) against one weight per key and channel (G = C = 3)."""
+    settings = SimpleNamespace(steps=400, batch=16, length=10, hidden=16, lr=0.03)
+    queries, keys, values, _ = vector.stencil_batch(1, settings.length, np.random.default_rng(0))
+    middle = queries.shape[1] // 2
+    query_position = int(queries[0, middle, 0])
+
+    figure, axes_pair = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    channel_names = ["c = 0 (wants left)", "c = 1 (wants self)", "c = 2 (wants right)"]
+    for axes, n_groups, title in ((axes_pair[0], 1, "scalar: one weight per key"),
+                                  (axes_pair[1], 3, "vector: one weight per key and channel")):  # fmt: skip
+        _, params = vector.train(n_groups, settings, np.random.default_rng(0))
+        _, cache = vector.vector_attention_forward(queries, keys, values, **params)
+        weights = vector.vector_attention_weights(cache)[0, middle]  # (S, G)
+        positions = np.arange(settings.length)
+        for channel in range(3):
+            group = channel * n_groups // 3
+            offset = (channel - 1) * 0.27
+            axes.bar(positions + offset, weights[:, group], 0.27, label=channel_names[channel])
+        axes.axvline(query_position, color="0.3", ls=":", lw=0.8)
+        axes.set_xticks(positions)
+        axes.set_xlabel(f"key position (the query is position {query_position})")
+        axes.set_title(title)
+    axes_pair[0].set_ylabel("attention weight α")
+    axes_pair[1].legend(fontsize=8)
+    save(figure, path)
+
+
+def figure_local_vs_global(path):
+    """Chapter 3: which keys each query may see, globally, in a band of half-width 2, and
+    the band combined with the decoder's causal mask."""
+    length, window = 12, 2
+    masks = [
+        ("global (the paper)", np.ones((length, length), dtype=bool)),
+        (f"local, |t − s| ≤ {window}", local_mask(length, length, window)[0, 0]),
+        ("causal (decoder)", causal_mask(length)[0, 0]),
+        (f"causal and local, w = {window}", (causal_mask(length) & local_mask(length, length, window))[0, 0]),
+    ]
+    figure, axes_row = plt.subplots(1, 4, figsize=(14, 3.8))
+    for axes, (title, mask) in zip(axes_row, masks):
+        draw_mask(axes, mask, title)
+        axes.set_xlabel(f"key s  ({int(mask.sum())} of {mask.size} pairs scored)")
+    axes_row[0].set_ylabel("query t")
+    save(figure, path)
+
+
+def figure_i_am_good(path):
+    """Chapter 4: the 3×3 matrices of self-attention on "I am good" — scores Q·Kᵀ, the
+    scores divided by √64 = 8, and the softmax rows."""
+    tokens = ["I", "am", "good"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 512))  # (T, D): stand-ins for the embeddings
+    w_query, w_key, w_value = (rng.standard_normal((512, 64)) / math.sqrt(512) for _ in range(3))  # (D, Dh)
+    queries, keys, values = x @ w_query, x @ w_key, x @ w_value  # (T, Dh)
+    scores = queries @ keys.T  # (T, T)
+    scaled = scores / math.sqrt(64)  # (T, T)
+    _, probs = attention_forward(queries[None, None], keys[None, None], values[None, None])  # (1, 1, T, T)
+    panels = [("scores Q·Kᵀ", scores, "RdBu_r"), ("divided by √64 = 8", scaled, "RdBu_r"),
+              ("softmax, row by row", probs[0, 0], "Blues")]  # fmt: skip
+    figure, axes_row = plt.subplots(1, 3, figsize=(12, 3.8))
+    for axes, (title, matrix, colormap) in zip(axes_row, panels):
+        limit = np.abs(matrix).max()
+        low = 0.0 if colormap == "Blues" else -limit
+        axes.imshow(matrix, cmap=colormap, vmin=low, vmax=limit)
+        for (row, column), value in np.ndenumerate(matrix):
+            axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=10)
+        axes.set_xticks(range(3), tokens)
+        axes.set_yticks(range(3), tokens)
+        axes.set_xlabel("key")
+        axes.set_title(title)
+    axes_row[0].set_ylabel("query")
+    save(figure, path)
+
+
+def figure_positional_encoding(path):
+    """Chapter 6: the sinusoidal table, as a heat map and as a few of its channels."""
+    table = sinusoidal_table(64, 64, np.float64)  # (P, D)
+    figure, (map_axes, line_axes) = plt.subplots(1, 2, figsize=(12, 4))
+    image = map_axes.imshow(table, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    map_axes.set_xlabel("channel (even: sin, odd: cos)")
+    map_axes.set_ylabel("position")
+    map_axes.set_title("PE (64 positions × D = 64)")
+    figure.colorbar(image, ax=map_axes)
+    positions = np.arange(64)
+    for channel in (0, 2, 8, 20):
+        frequency = 10000.0 ** (-channel / 64)
+        line_axes.plot(positions, table[:, channel], lw=1.3,
+                       label=f"channel {channel}: sin(pos · {frequency:.3g})")  # fmt: skip
+    line_axes.set_xlabel("position")
+    line_axes.set_title("a few channels: each pair turns at its own speed")
+    line_axes.legend(fontsize=8, loc="lower left")
+    save(figure, path)
+
+
+def figure_masks(path):
+    """Chapter 6: a padding mask for a batch of two source sentences, the causal mask, and
+    the decoder's self-attention mask, which is both."""
+    src = np.array([[7, 8, 9, 10, 11], [7, 12, 9, 0, 0]])  # (B, S): the second ends in two pads
+    tgt_in = np.array([[2, 13, 14, 15, 16], [2, 13, 17, 0, 0]])  # (B, T)
+    length = tgt_in.shape[1]
+    source_mask = np.broadcast_to(padding_mask(src, 0), (2, 1, length, 5))  # (B, 1, T, S)
+    decoder_mask = causal_mask(length) & padding_mask(tgt_in, 0)  # (B, 1, T, T)
+    panels = [
+        ("padding, sentence 2 (3 words + 2 pads)", source_mask[1, 0], "key s (source)"),
+        ("causal", causal_mask(length)[0, 0], "key s (target)"),
+        ("causal and padding, sentence 2", decoder_mask[1, 0], "key s (target)"),
+    ]
+    figure, axes_row = plt.subplots(1, 3, figsize=(11.5, 4.3))
+    for axes, (title, mask, xlabel) in zip(axes_row, panels):
+        draw_mask(axes, mask, title)
+        axes.set_xlabel(xlabel)
+    axes_row[0].set_ylabel("query t")
+    save(figure, path)
+
+
+def figure_blocked_attention(path):
+    """Chapter 8: the tiles of a causal 16 × 16 attention matrix in blocks of 4 (computed
+    whole, computed with some entries masked, or skipped by the compiled kernel); and the
+    online softmax of one query row: the weights its running max m and sum l stand for
+    after each block of keys, which the next block with a larger score rescales."""
+    length, block = 16, 4
+    mask = causal_mask(length)[0, 0]  # (T, S)
+    n_blocks = length // block
+    figure, (tile_axes, row_axes) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.45]})
+    tile_axes.imshow(mask, cmap="Greys", vmin=-0.3, vmax=1.2)
+    counts = {"skipped": 0, "partly masked": 0, "whole": 0}
+    styles = {"skipped": ("tab:red", "skipped"), "partly masked": ("tab:orange", "part"),
+              "whole": ("tab:green", "whole")}  # fmt: skip
+    for row_block in range(n_blocks):
+        for column_block in range(n_blocks):
+            tile = mask[row_block * block : (row_block + 1) * block, column_block * block : (column_block + 1) * block]
+            kind = "skipped" if not tile.any() else ("whole" if tile.all() else "partly masked")
+            counts[kind] += 1
+            color, text = styles[kind]
+            corner = (column_block * block - 0.5, row_block * block - 0.5)
+            tile_axes.add_patch(plt.Rectangle(corner, block, block, fill=False, edgecolor=color, lw=2.2,
+                                              hatch="//" if kind == "skipped" else None))  # fmt: skip
+            # a diagonal tile's label goes in its lower-left half, where the keys are allowed
+            where = (0.35, 0.7) if kind == "partly masked" else (0.5, 0.5)
+            tile_axes.text(corner[0] + where[0] * block, corner[1] + where[1] * block, text, ha="center",
+                           va="center", fontsize=8, color=color if kind == "skipped" else "white",
+                           fontweight="bold")  # fmt: skip
+    tile_axes.set_xticks(range(0, length, block))
+    tile_axes.set_yticks(range(0, length, block))
+    tile_axes.set_xlabel("key s (a column of tiles = one key block)")
+    tile_axes.set_ylabel("query t (a row of tiles = one query block)")
+    tile_axes.set_title(f"causal mask, T = S = {length}, blocks of {block}: {counts['whole']} whole, "
+                        f"{counts['partly masked']} in part, {counts['skipped']} skipped", fontsize=10)  # fmt: skip
+
+    # one query that sees all 16 keys; its scores come from random q and k, as in the core
+    rng = np.random.default_rng(1)  # a row whose running maximum rises in every block
+    head_width = 8
+    q = rng.standard_normal((1, 1, 1, head_width))  # (B, H, T=1, Dh)
+    k = 1.3 * rng.standard_normal((1, 1, length, head_width))  # (B, H, S, Dh)
+    v = rng.standard_normal((1, 1, length, head_width))  # (B, H, S, Dh)
+    scores = (q @ k.swapaxes(-1, -2))[0, 0, 0] / math.sqrt(head_width)  # (S,)
+    implied = np.full((n_blocks, length), np.nan)  # (blocks seen, S): blank where not seen yet
+    labels = []
+    for seen in range(1, n_blocks + 1):
+        end = seen * block
+        # the blocked core over the keys seen so far keeps L = m + log l for this row
+        _, logsumexp = blocked_attention_forward(q, k[:, :, :end], v[:, :, :end], block_size=block)
+        running_max = scores[:end].max()
+        running_sum = math.exp(float(logsumexp[0, 0, 0]) - running_max)
+        implied[seen - 1, :end] = np.exp(scores[:end] - logsumexp[0, 0, 0])
+        labels.append(f"after block {seen}:  m = {running_max:.2f},  l = {running_sum:.2f}")
+    final = masked_softmax(scores, None)  # (S,): the plain softmax of the whole row
+    assert np.allclose(implied[-1], final)
+    row_axes.imshow(np.ma.masked_invalid(implied), cmap="Blues", vmin=0, vmax=np.nanmax(implied) * 1.15, aspect="auto")
+    for (row, column), value in np.ndenumerate(implied):
+        if not np.isnan(value):
+            row_axes.text(column, row, f"{value:.2f}".lstrip("0"), ha="center", va="center", fontsize=7.5)
+    for boundary in range(block, length, block):
+        row_axes.axvline(boundary - 0.5, color="0.3", lw=1)
+    row_axes.set_yticks(range(n_blocks), labels, fontsize=8.5)
+    row_axes.set_xticks(range(length), [f"{score:.1f}" for score in scores], fontsize=7.5)
+    row_axes.set_xlabel("the row's 16 keys, labelled with their scores q·k/√Dh")
+    row_axes.set_title("one row's online softmax: exp(s − m) / l over the keys seen so far\n"
+                       "(the last row is the plain softmax of the whole row)", fontsize=10)  # fmt: skip
+    save(figure, path)
+
+
+def figure_learning_rate(path):
+    """Chapter 9: the learning rate of the toy and Tatoeba configs, warmup then 1/√step,
+    and the toy schedule's two branches on logarithmic axes."""
+    steps = np.arange(1, 3001)
+    figure, (linear_axes, log_axes) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for config, color in ((TOY, "tab:blue"), (TATOEBA, "tab:orange")):
+        rates = [noam_lr(int(step), config.d_model, config.warmup_steps, config.lr_factor) for step in steps]
+        linear_axes.plot(steps, rates, color=color, lw=1.6,
+                         label=f"{config.name}: D = {config.d_model}, warmup = {config.warmup_steps}, "
+                               f"factor = {config.lr_factor:g}")  # fmt: skip
+        linear_axes.plot([config.warmup_steps], [config.peak_lr()], "o", color=color)
+        linear_axes.annotate(f"peak {config.peak_lr():.2e} at step {config.warmup_steps}",
+                             (config.warmup_steps, config.peak_lr()), xytext=(12, 4),
+                             textcoords="offset points", fontsize=8, color=color)  # fmt: skip
+    linear_axes.set_xlabel("step")
+    linear_axes.set_ylabel("learning rate")
+    linear_axes.set_ylim(0, TOY.peak_lr() * 1.4)  # room for the legend above the peak
+    linear_axes.set_title("lr = factor · D^(−½) · min(step^(−½), step · warmup^(−3/2))")
+    linear_axes.legend(fontsize=8, loc="upper right")
+
+    steps = np.unique(np.logspace(0, 5, 400).astype(int))
+    scale = TOY.lr_factor * TOY.d_model**-0.5
+    rates = [noam_lr(int(step), TOY.d_model, TOY.warmup_steps, TOY.lr_factor) for step in steps]
+    log_axes.loglog(steps, rates, color="tab:blue", lw=2.5, alpha=0.6, label="toy schedule (the minimum)")
+    log_axes.loglog(steps, scale * steps * TOY.warmup_steps**-1.5, "k--", lw=1, label="warmup branch, ∝ step")
+    log_axes.loglog(steps, scale * steps**-0.5, "k:", lw=1.2, label="decay branch, ∝ 1/√step")
+    log_axes.axvline(TOY.warmup_steps, color="0.5", lw=0.8)
+    log_axes.set_ylim(1e-6, 1e-1)
+    log_axes.set_xlabel("step (log scale)")
+    log_axes.set_title(f"the branches cross at step = warmup = {TOY.warmup_steps}")
+    log_axes.legend(fontsize=8, loc="lower center")
+    save(figure, path)
+
+
+# Chapter 10's tiny translator: four adjectives, four nouns and four verbs, every French
+# noun masculine and every adjective placed after it, so that each French sentence is
+# correct; the same sentences and recipe as the chapter's code
+TINY_ADJECTIVES = {"black": "noir", "white": "blanc", "green": "vert", "red": "rouge"}
+TINY_NOUNS = {"cat": "chat", "dog": "chien", "horse": "cheval", "rabbit": "lapin"}
+TINY_VERBS = {"sleeps": "dort", "eats": "mange", "runs": "court", "jumps": "saute"}
+TINY_HELD_OUT = "the black cat sleeps ."
+
+
+class WordVocabulary:
+    """Whole words to ids and back, with the project's special ids (pad 0, unk 1, <s> 2,
+    </s> 3); what record_trace needs of a tokenizer."""
+
+    pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
+
+    def __init__(self, source_sentences, target_sentences):
+        specials = ["<pad>", "<unk>", "<s>", "</s>"]
+        self.source_words = specials + sorted({word for text in source_sentences for word in text.split()})
+        self.target_words = specials + sorted({word for text in target_sentences for word in text.split()})
+
+    def encode_src(self, text):
+        return [self.source_words.index(word) for word in text.split()]
+
+    def encode_tgt(self, text):
+        return [self.target_words.index(word) for word in text.split()]
+
+    def src_pieces(self, ids):
+        return [self.source_words[i] for i in ids]
+
+    def tgt_pieces(self, ids):
+        return [self.target_words[i] for i in ids]
+
+    def decode_tgt(self, ids):
+        return " ".join(self.target_words[i] for i in ids if i > self.eos_id)
+
+
+def train_tiny_translator():
+    """-> (model, vocabulary): 200 Adam steps on the 63 sentences that are not TINY_HELD_OUT."""
+    pairs = [(f"the {adjective} {noun} {verb} .",
+              f"le {TINY_NOUNS[noun]} {TINY_ADJECTIVES[adjective]} {TINY_VERBS[verb]} .")
+             for adjective, noun, verb in itertools.product(TINY_ADJECTIVES, TINY_NOUNS, TINY_VERBS)]  # fmt: skip
+    vocabulary = WordVocabulary([english for english, _ in pairs], [french for _, french in pairs])
+    train = [(english, french) for english, french in pairs if english != TINY_HELD_OUT]
+    src = pad_sequences([vocabulary.encode_src(english) for english, _ in train], 0)  # (N, S)
+    tgt_in = pad_sequences([[2] + vocabulary.encode_tgt(french) for _, french in train], 0)  # (N, T)
+    tgt_out = pad_sequences([vocabulary.encode_tgt(french) + [3] for _, french in train], 0)  # (N, T)
+    config = ModelConfig(src_vocab_size=len(vocabulary.source_words), tgt_vocab_size=len(vocabulary.target_words),
+                         d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, dropout=0.0,
+                         max_len=16, dtype="float64")  # fmt: skip
+    model = make_model(config, seed=0, backend="numpy")
+    optimizer = Adam(model.params, beta1=0.9, beta2=0.98, eps=1e-9)
+    rng = np.random.default_rng(0)
+    for step in range(1, 201):
+        rows = rng.choice(len(train), size=16, replace=False)  # a batch of 16 pairs
+        model.loss_and_grads(src[rows], tgt_in[rows], tgt_out[rows], smoothing=0.1)
+        clip_grad_norm(model.grads, 1.0)
+        optimizer.step(model.params, model.grads, noam_lr(step, d_model=32, warmup=30))
+    return model, vocabulary
+
+
+def figure_attention_vs_saliency(path):
+    """Chapter 10: the tiny translator on the sentence it never saw, "the black cat sleeps .":
+    the encoder's self-attention, the cross-attention and the gradient × input saliency,
+    each the mean of its 2 heads where it has heads."""
+    model, vocabulary = train_tiny_translator()
+    trace = record_trace(model, vocabulary, vocabulary.encode_src(TINY_HELD_OUT))
+    panels = [("encoder", "encoder self-attention"), ("cross", "cross-attention (decoder → source)"),
+              ("saliency", "gradient × input saliency")]  # fmt: skip
+    figure, axes_row = plt.subplots(1, 3, figsize=(13, 4.3))
+    for axes, (kind, title) in zip(axes_row, panels):
+        matrix = select(trace, kind)  # (rows, columns): layer 1, the heads' mean
+        rows, columns = axis_labels(trace, kind)
+        axes.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
+        for (row, column), value in np.ndenumerate(matrix):
+            axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                      color="black" if value > 0.6 else "white")  # fmt: skip
+        axes.set_xticks(range(len(columns)), columns)
+        axes.set_yticks(range(len(rows)), rows)
+        axes.set_title(title, fontsize=10)
+        axes.set_xlabel("source word (key)" if kind != "saliency" else "source word")
+        axes.set_ylabel("source word (query)" if kind == "encoder" else "output word (query: the step)")
+    save(figure, path)
+
+
+def draw_mask(axes, mask, title):
+    """A boolean (T, S) mask as a grid: dark = may attend, light = masked."""
+    axes.imshow(mask, cmap="Greys", vmin=-0.3, vmax=1.2)
+    axes.set_xticks(range(mask.shape[1]))
+    axes.set_yticks(range(mask.shape[0]))
+    axes.tick_params(labelsize=7)
+    axes.set_title(title, fontsize=10)
+
+
+def save(figure, path):
+    figure.tight_layout()
+    # the default metadata is only the matplotlib version (no date), so the bytes repeat
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+# file name (without .png) -> the function that draws it, in chapter order
+FIGURES = {
+    "01-nadaraya-watson": figure_nadaraya_watson,
+    "02-softmax-scaling": figure_softmax_scaling,
+    "03-vector-attention": figure_vector_attention,
+    "03-local-vs-global": figure_local_vs_global,
+    "04-i-am-good": figure_i_am_good,
+    "06-positional-encoding": figure_positional_encoding,
+    "06-masks": figure_masks,
+    "08-blocked-attention": figure_blocked_attention,
+    "09-learning-rate": figure_learning_rate,
+    "10-attention-vs-saliency": figure_attention_vs_saliency,
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=FIGURES_DIR, help="folder to write the PNGs into")
+    parser.add_argument("--only", action="append", choices=list(FIGURES), help="draw only this figure")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with plt.rc_context(STYLE):
+        for name in args.only or FIGURES:
+            path = args.out / f"{name}.png"
+            FIGURES[name](path)
+            written.append(path)
+            print(f"wrote {path}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
