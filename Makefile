@@ -3,6 +3,8 @@
 # them works on a fresh machine with only Python 3 and a C compiler.
 #
 #   make train                 train the toy English->French model (runs/toy/)
+#   make train CONFIG=tatoeba  the benchmark config on ../shared/data (runs/tatoeba/)
+#   make train RESUME=1        continue the last run after Ctrl-C
 #   make test                  run the test suite
 #   make translate TEXT="..."  translate with the last `make train` run
 #   make bench                 benchmarks (bench/results/)
@@ -17,6 +19,7 @@ STAMP  := $(VENV)/.installed
 
 CONFIG ?= toy
 DATA   ?=
+RESUME ?=
 TEXT   ?= the black cat sleeps .
 PYTEST_ARGS ?=
 
@@ -36,7 +39,7 @@ test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 train: setup
-	$(BIN)/minitransformer train --config $(CONFIG) $(if $(DATA),--data $(DATA))
+	$(BIN)/minitransformer train --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume)
 
 translate: setup
 	$(BIN)/minitransformer translate "$(TEXT)"

@@ -12,7 +12,7 @@ So every batch runs a fixed number of steps: the longest French reference of its
 A trained model also lets finished sentences leave the batch (decode.py does that), which
 this benchmark cannot show: real decoding is somewhat faster than measured here.
 
-Sources: English sentences of /work/shared/data/tatoeba-fra-eng-valid.tsv (1–9 words),
+Sources: English sentences of ../shared/data/tatoeba-fra-eng-valid.tsv (1–9 words),
 encoded with a SentencePiece tokenizer of 8000 pieces trained on the Tatoeba training file
 (runs/tatoeba/tokenizer when a run has trained one; otherwise trained once into
 bench/scratch/); sorted by length and cut into batches of 64, as `translate --input` does.
@@ -59,16 +59,18 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for path in (REPO, REPO / "bench"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
+import common  # noqa: E402  (bench/common.py)
 from minitransformer.config import ModelConfig  # noqa: E402
+from minitransformer.data import load_pairs  # noqa: E402
 from minitransformer.decode import beam_search, greedy_decode  # noqa: E402
 from minitransformer.model import make_model  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-SCRATCH = REPO / "bench" / "scratch"
-DATA = REPO.parent / "shared" / "data"
+DATA = common.TATOEBA
 BATCH = 64
 VOCAB = 8000
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -89,39 +91,13 @@ CONFIG = ModelConfig(
 # --- the sentences -------------------------------------------------------------------------
 
 
-def tatoeba_tokenizer():
-    """A Tokenizer of 8000 pieces trained on Tatoeba: a run's, or one trained once here."""
-    from minitransformer.tokenizer import Tokenizer, TokenizerError
-
-    for directory in (REPO / "runs" / "tatoeba" / "tokenizer", SCRATCH / "tatoeba-tokenizer"):
-        try:
-            tokenizer = Tokenizer.load(directory)
-        except TokenizerError:
-            continue
-        if tokenizer.src_vocab_size <= VOCAB and tokenizer.tgt_vocab_size <= VOCAB:
-            return tokenizer, str(directory.relative_to(REPO))
-    english, french = zip(*read_pairs(DATA / "tatoeba-fra-eng-train.tsv"))
-    print("training a SentencePiece tokenizer of 8000 pieces on the Tatoeba training file…", file=sys.stderr)
-    directory = SCRATCH / "tatoeba-tokenizer"
-    return Tokenizer.train(english, french, directory, vocab_size=VOCAB), str(directory.relative_to(REPO))
-
-
-def read_pairs(path):
-    pairs = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        columns = line.split("\t")
-        if len(columns) >= 2:
-            pairs.append((columns[0], columns[1]))
-    return pairs
-
-
 def load_sentences(count):
     """-> (source ids, French reference lengths in pieces, a description of where they came from)."""
     valid = DATA / "tatoeba-fra-eng-valid.tsv"
     if valid.is_file() and (DATA / "tatoeba-fra-eng-train.tsv").is_file():
-        tokenizer, where = tatoeba_tokenizer()
+        tokenizer, where = common.tatoeba_tokenizer(VOCAB)
         first = {}
-        for english, french in read_pairs(valid):
+        for english, french in load_pairs(valid):
             first.setdefault(english, french)  # one reference per English sentence
         pairs = list(first.items())[:count]
         sources = [tokenizer.encode_src(english) for english, _ in pairs]

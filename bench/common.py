@@ -128,6 +128,36 @@ def peak_rss_growth_bytes(function):
     return (_status_kib("VmHWM") - before) * 1024
 
 
+# --- the Tatoeba data ------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+TATOEBA = REPO.parent / "shared" / "data"
+SCRATCH = REPO / "bench" / "scratch"
+
+
+def tatoeba_tokenizer(vocab_size=8000):
+    """The benchmark config's tokenizer: SentencePiece BPE, one English-French vocabulary of
+    ``vocab_size`` pieces, trained on the Tatoeba training file. A `make train CONFIG=tatoeba`
+    run's is reused; otherwise one is trained once into bench/scratch/.
+    Returns (tokenizer, where it came from)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from minitransformer.data import load_pairs
+    from minitransformer.tokenizer import Tokenizer, TokenizerError
+
+    for directory in (REPO / "runs" / "tatoeba" / "tokenizer", SCRATCH / "tatoeba-tokenizer"):
+        try:
+            tokenizer = Tokenizer.load(directory)
+        except TokenizerError:
+            continue
+        if tokenizer.src_vocab_size <= vocab_size and tokenizer.tgt_vocab_size <= vocab_size:
+            return tokenizer, str(directory.relative_to(REPO))
+    english, french = zip(*load_pairs(TATOEBA / "tatoeba-fra-eng-train.tsv"))
+    print(f"training a SentencePiece tokenizer of {vocab_size} pieces on the Tatoeba training file…", file=sys.stderr)
+    directory = SCRATCH / "tatoeba-tokenizer"
+    return Tokenizer.train(english, french, directory, vocab_size=vocab_size), str(directory.relative_to(REPO))
+
+
 # --- the machine -----------------------------------------------------------------------------
 
 
