@@ -195,8 +195,12 @@ TATOEBA = TrainConfig(
     n_decoder_layers=3,
     dropout=0.1,
     max_len=64,
+    # pre-norm: with only ~700 steps in 10 minutes it learns far faster than post-norm.
+    # Measured at step 400 (same seed, batches and lr): valid loss 2.23 and BLEU 23.6
+    # pre-norm, against 3.21 and 3.7 post-norm (and 3.8 at step 200 with half the lr).
+    pre_norm=True,
     max_tokens=4096,
-    lr_factor=0.4,  # peak lr 0.4 / √(256 · 150) ≈ 2e-3, reached after 150 of a few hundred steps
+    lr_factor=0.4,  # peak lr 0.4 / √(256 · 150) ≈ 2e-3; a peak of 3.6e-3 did worse (2.39 at step 400)
     warmup_steps=150,
     epochs=None,
     minutes=10.0,
