@@ -173,6 +173,7 @@ def memory_in_fresh_process(name, shape_name):
     env = dict(os.environ)
     # large blocks mmapped (and so returned on free) at any size: see common.py
     env["MALLOC_MMAP_THRESHOLD_"] = "131072"
+    env["MINITRANSFORMER_RETURN_FREED_MEMORY"] = "1"
     command = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", name, shape_name]
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -88,7 +88,8 @@ class OurStep:
 
 
 class TorchStep:
-    """The same architecture and recipe in PyTorch: nn.Transformer with tied embeddings."""
+    """The same architecture and recipe in PyTorch: nn.Transformer with tied embeddings,
+    in the config's norm placement."""
 
     def __init__(self, model_config, train_config):
         import torch
@@ -108,8 +109,11 @@ class TorchStep:
                 self.transformer = nn.Transformer(
                     d_model=c.d_model, nhead=c.n_heads, num_encoder_layers=c.n_encoder_layers,
                     num_decoder_layers=c.n_decoder_layers, dim_feedforward=c.d_ff,
-                    dropout=c.dropout, batch_first=True,
+                    dropout=c.dropout, batch_first=True, norm_first=c.pre_norm,
                 )
+                if not c.final_norm:  # nn.Transformer always adds one; the paper's post-norm has none
+                    self.transformer.encoder.norm = None
+                    self.transformer.decoder.norm = None
                 self.generator = nn.Linear(c.d_model, c.tgt_vocab_size)
                 self.generator.weight = self.embed.weight  # tied, as ours
                 position = torch.arange(c.max_len)[:, None]
@@ -260,7 +264,7 @@ def main():
     text = f"""# Whole-model training throughput
 
 Written by `python bench/bench_train.py --steps {args.steps}` on {payload['machine']['date_utc']}.
-Benchmark config: D=256, 3+3 layers, 4 heads, F=1024, shared vocabulary {model_config.src_vocab_size}, tied
+Benchmark config: D=256, 3+3 layers, 4 heads, F=1024, {"pre" if model_config.pre_norm else "post"}-norm (both models), shared vocabulary {model_config.src_vocab_size}, tied
 embeddings, dropout 0.1, label smoothing 0.1, batches of ≤ {train_config.max_tokens} padded tokens
 (on average {statistics.mean(tokens):.0f} real tokens) from the Tatoeba training pairs. float32.
 {args.steps} timed steps per implementation after one warm-up, interleaved batch by batch.

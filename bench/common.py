@@ -34,6 +34,22 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _keep_freed_memory():
+    """Measure as `minitransformer train` runs: with freed memory kept for reuse (see
+    minitransformer/memory.py), which every implementation in a benchmark process shares.
+    A memory probe sets MINITRANSFORMER_RETURN_FREED_MEMORY=1 to measure peaks instead:
+    kept memory would hide a call's peak from the operating system's count."""
+    if os.environ.get("MINITRANSFORMER_RETURN_FREED_MEMORY") == "1":
+        return False
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from minitransformer.memory import keep_freed_memory
+
+    return keep_freed_memory()
+
+
+KEEPS_FREED_MEMORY = _keep_freed_memory()
+
+
 # --- timing ----------------------------------------------------------------------------------
 
 

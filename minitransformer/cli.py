@@ -17,6 +17,7 @@ import sys
 import warnings
 
 from . import backends
+from .memory import keep_freed_memory
 
 
 def _add_backend_argument(parser):
@@ -71,6 +72,7 @@ def main(argv=None):
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # every step reuses its temporaries without page faults (memory.py)
     if args.backend is None:  # resolved here, once, so that every subcommand sees the same choice
         args.backend = os.environ.get(backends.ENV_VAR) or "auto"
     with warnings.catch_warnings():
