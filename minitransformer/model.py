@@ -34,7 +34,6 @@ from .layers.positional import positional_forward, sinusoidal_table
 from .params import add_into, count_parameters, subtree
 
 
-
 def padding_mask(ids, pad_id):
     """ids (B, S) -> (B, 1, 1, S) bool: True where the key is a real token."""
     return (ids != pad_id)[:, None, None, :]
