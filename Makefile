@@ -28,7 +28,7 @@ PYTEST_ARGS ?=
 setup: $(STAMP)
 
 # Rebuilt whenever the build description or a kernel source changes.
-$(STAMP): setup.py pyproject.toml $(wildcard csrc/*.pyx csrc/*.pxd)
+$(STAMP): setup.py pyproject.toml $(wildcard csrc/*.pyx csrc/*.pxd csrc/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "setuptools>=61" wheel "Cython>=3.0" "numpy>=1.24" "scipy>=1.10"

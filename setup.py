@@ -56,6 +56,9 @@ def cython_extensions() -> list:
             f"minitransformer._ext.{pyx.stem}",
             [str(pyx.relative_to(HERE))],
             include_dirs=[numpy.get_include(), str(HERE / "csrc")],
+            # a change to a shared header rebuilds every module
+            depends=[str(h.relative_to(HERE)) for h in sorted((HERE / "csrc").glob("*.h"))]
+            + [str(p.relative_to(HERE)) for p in sorted((HERE / "csrc").glob("*.pxd"))],
             extra_compile_args=flags,
             extra_link_args=["-fopenmp"] if openmp else [],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

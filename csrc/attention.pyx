@@ -16,29 +16,40 @@ How the work is laid out:
   * One (b, h) pair is one independent attention problem: the kernels share them out
     over OpenMP threads with prange (static schedule), and the blocked forward also splits
     each problem into its query blocks, which are independent too.
-  * The matrix products of a problem go to BLAS (sgemm / dgemm from SciPy's cython_blas),
-    one BLAS call per product on the thread that owns the problem. BLAS is held to one
-    thread meanwhile (see _blas_single_threaded): the parallelism is ours.
-  * The row work (mask, max, exp, sum, normalize) runs on each row of scores right after
-    BLAS wrote it, in short SIMD loops (csrc/simd_rows.pxd), never as whole-array passes.
+  * The matrix products of a problem run on the thread that owns the problem, as tiled
+    products in AVX-512 registers (csrc/tiled_gemm.h) where the CPU has AVX-512, else
+    through BLAS (sgemm / dgemm from SciPy's cython_blas), held to one thread meanwhile
+    (see _blas_single_threaded): the parallelism is ours. The tiled products read their
+    right operand by rows, so the plain kernels give them kᵀ and vᵀ as transposed copies,
+    made once per problem; BLAS reads k and v as they are, with its transpose flag.
+  * The plain kernels take a problem's queries a block of rows at a time (ROW_BLOCK_BYTES):
+    the scores of a block are made, turned into weights and multiplied by V while they are
+    still in the core's cache. The row work (mask, max, exp, sum, normalize) runs on each
+    row right after the product wrote it, in short SIMD loops (csrc/simd_rows.pxd), never
+    as whole-array passes.
   * float32 and float64 come from one source through the fused type `floating`.
   * Inputs need a contiguous last axis only: the (T, Dh) matrix of one head may have any
-    row stride, which BLAS takes as its "leading dimension". split_heads produces such
-    views, so the model's q, k, v are used in place, without a copy.
+    row stride, which the products take as its "leading dimension". split_heads produces
+    such views, so the model's q, k, v are used in place, without a copy.
   * The boolean mask becomes additive, M = 0 where allowed and −∞ where masked, as in
     softmax(S + M): in the scores' float type and in the mask's own shape, broadcast to
     (B, H, T, S) by strides (0 along the broadcast axes). A (B, 1, 1, S) padding mask
     gives B·S numbers; no (B, H, T, S) array is made.
 
-What profiling taught (perf, 2 cores, B=4, H=8, T=S=512, float32; the choices above):
+What profiling taught (perf, 2 cores, float32; the choices above):
   * With scalar expf and unvectorized row sums, the row work cost as much as the two
-    matrix products of the forward (21 ms of 44 on one thread). SIMD row kernels
-    (simd_rows.pxd) brought it to 3 % of the profile: the forward is now its products.
+    matrix products of the forward (21 ms of 44 on one thread, B=4, H=8, T=S=512). SIMD
+    row kernels (simd_rows.pxd) brought it to 3 % of the profile.
   * A multithreaded BLAS called from inside the prange threads oversubscribed the cores:
     forward + backward took 2.9 s instead of 0.09 s. Hence one BLAS thread per kernel
     thread.
   * Idle OpenMP threads that spin between calls took the cores from everything else
     (36 ms instead of 5 ms at T = S = 32): minitransformer/_ext/__init__.py makes them sleep.
+  * With BLAS, the products were 85–95 % of the time, and a third of that was BLAS copying
+    its operands into its own layout (at B=64, H=4, T=S=32, where each product is
+    32×32×64). The tiled products use the operands where they lie, and in AVX-512
+    registers, where the BLAS NumPy ships runs AVX2 code on this CPU: forward + backward
+    went from 33.3 to 17.8 ms at T=S=512 and from 1.97 to 0.84 ms at T=S=32.
 """
 
 cimport cython
@@ -49,6 +60,8 @@ from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from simd_rows cimport dot, exp_, exp_sum, log_, mask_and_max, scale_row
+
+import contextlib
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -94,12 +107,35 @@ cdef inline bint block_has_allowed(const floating *mask, Py_ssize_t mask_stride_
     return False
 
 
-# --- matrix products through BLAS ---------------------------------------------------------
+# --- matrix products: tiled in AVX-512 registers, or BLAS --------------------------------
+
+cdef extern from "tiled_gemm.h" nogil:
+    # C (m, n) := alpha · A' · B + beta · C, row-major; A'[i, p] = a[i·a_rs + p·a_cs]
+    bint mt_tiled_gemm_supported()
+    void mt_gemm_f32(int m, int n, int k, float alpha, const float *a, Py_ssize_t a_rs,
+                     Py_ssize_t a_cs, const float *b, Py_ssize_t ldb, float beta, float *c,
+                     Py_ssize_t ldc)
+    void mt_gemm_f64(int m, int n, int k, double alpha, const double *a, Py_ssize_t a_rs,
+                     Py_ssize_t a_cs, const double *b, Py_ssize_t ldb, double beta, double *c,
+                     Py_ssize_t ldc)
+    # dst (cols, rows) := src (rows, cols)ᵀ
+    void mt_transpose_f32(int rows, int cols, const float *src, Py_ssize_t lds, float *dst,
+                          Py_ssize_t ldd)
+    void mt_transpose_f64(int rows, int cols, const double *src, Py_ssize_t lds, double *dst,
+                          Py_ssize_t ldd)
+
+# True when this CPU runs the tiled products (AVX-512) and they are not switched off by
+# use_tiled_products(False); otherwise every product goes to BLAS.
+cdef bint tiled = mt_tiled_gemm_supported()
+
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
                       const floating *a, int lda, const floating *b, int ldb,
                       floating beta, floating *c, int ldc) noexcept nogil:
     """Row-major C (m, n) := alpha · op(A) (m, k) · op(B) (k, n) + beta · C.
+
+    The tiled products (csrc/tiled_gemm.h) read B along its rows, so they take every
+    product but those with Bᵀ; the kernels below hand them a transposed copy instead.
 
     BLAS is column-major, and a row-major matrix read column-major is its transpose. So
     we ask BLAS for Cᵀ = op(B)ᵀ · op(A)ᵀ: the operands and the sizes m, n swap places,
@@ -107,12 +143,34 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
     """
     cdef char flag_a = b'T' if trans_a else b'N'
     cdef char flag_b = b'T' if trans_b else b'N'
-    if floating is float:
+    cdef Py_ssize_t a_rs = 1 if trans_a else lda
+    cdef Py_ssize_t a_cs = lda if trans_a else 1
+    if tiled and not trans_b:
+        if floating is float:
+            mt_gemm_f32(m, n, k, alpha, a, a_rs, a_cs, b, ldb, beta, c, ldc)
+        else:
+            mt_gemm_f64(m, n, k, alpha, a, a_rs, a_cs, b, ldb, beta, c, ldc)
+    elif floating is float:
         sgemm(&flag_b, &flag_a, &n, &m, &k, &alpha, <float *> b, &ldb, <float *> a, &lda,
               &beta, c, &ldc)
     else:
         dgemm(&flag_b, &flag_a, &n, &m, &k, &alpha, <double *> b, &ldb, <double *> a, &lda,
               &beta, c, &ldc)
+
+
+cdef inline const floating *rows_of_transpose(const floating *x, int ldx, int rows, int cols,
+                                              floating *scratch, int *ld) noexcept nogil:
+    """Xᵀ (cols, rows) for a product that needs it: a transposed copy in scratch (row
+    stride `rows`) for the tiled products; for BLAS, x itself (stride ldx), read with 'T'."""
+    if not tiled:
+        ld[0] = ldx
+        return x
+    if floating is float:
+        mt_transpose_f32(rows, cols, x, ldx, scratch, rows)
+    else:
+        mt_transpose_f64(rows, cols, x, ldx, scratch, rows)
+    ld[0] = rows
+    return scratch
 
 
 # --- the plain kernels: one (b, h) problem, P stored ---------------------------------------
@@ -126,28 +184,40 @@ cdef void forward_head(const floating *q, int ldq, const floating *k, int ldk,
                        const floating *v, int ldv,
                        const floating *mask, Py_ssize_t mask_stride_t,
                        floating *probs, floating *out,
-                       int T, int S, int Dh, floating scale) noexcept nogil:
-    """q (T, Dh), k, v (S, Dh) -> probs (T, S) = softmax(scale·q·kᵀ + M), out (T, Dh)."""
-    cdef int t
+                       int T, int S, int Dh, int row_block, floating scale,
+                       floating *k_t) noexcept nogil:
+    """q (T, Dh), k, v (S, Dh) -> probs (T, S) = softmax(scale·q·kᵀ + M), out (T, Dh).
+
+    The queries are taken row_block at a time, so that a block's scores stay in cache
+    from the product that makes them to the product that uses them. k_t is scratch for
+    kᵀ (Dh, S).
+    """
+    cdef int block, t0, Tb, t, ldk_t
     cdef floating *row
     cdef const floating *mask_row = NULL
     cdef floating row_max, row_sum
-    # pass 1: scores = scale · Q·Kᵀ, written straight into probs, which they become
-    gemm(False, True, T, S, Dh, scale, q, ldq, k, ldk, <floating> 0, probs, S)  # (T, S)
-    # passes 2 and 3, one row at a time while it is in cache: mask and max, exp and sum, divide
-    for t in range(T):
-        row = probs + t * S
-        if mask != NULL:
-            mask_row = mask + t * mask_stride_t
-        row_max = mask_and_max(row, mask_row, S)
-        if row_max == -INFINITY:
-            # every key of this row is masked: zero weights (so zero output), never NaN
-            memset(row, 0, S * sizeof(floating))
-            continue
-        row_sum = exp_sum(row, S, row_max)  # ≥ 1: the maximum contributes exp(0)
-        scale_row(row, S, 1 / row_sum)
-    # pass 4: the weighted average of the values
-    gemm(False, False, T, Dh, S, <floating> 1, probs, S, v, ldv, <floating> 0, out, Dh)  # (T, Dh)
+    cdef const floating *keys = rows_of_transpose(k, ldk, S, Dh, k_t, &ldk_t)  # kᵀ (Dh, S)
+    for block in range((T + row_block - 1) // row_block):
+        t0 = block * row_block
+        Tb = min(row_block, T - t0)
+        # pass 1: scores = scale · Q·Kᵀ, written straight into probs, which they become
+        gemm(False, not tiled, Tb, S, Dh, scale, q + t0 * ldq, ldq, keys, ldk_t,
+             <floating> 0, probs + t0 * S, S)  # (Tb, S)
+        # passes 2 and 3, one row at a time while it is in cache: mask and max, exp and sum, divide
+        for t in range(t0, t0 + Tb):
+            row = probs + t * S
+            if mask != NULL:
+                mask_row = mask + t * mask_stride_t
+            row_max = mask_and_max(row, mask_row, S)
+            if row_max == -INFINITY:
+                # every key of this row is masked: zero weights (so zero output), never NaN
+                memset(row, 0, S * sizeof(floating))
+                continue
+            row_sum = exp_sum(row, S, row_max)  # ≥ 1: the maximum contributes exp(0)
+            scale_row(row, S, 1 / row_sum)
+        # pass 4: the weighted average of the values
+        gemm(False, False, Tb, Dh, S, <floating> 1, probs + t0 * S, S, v, ldv,
+             <floating> 0, out + t0 * Dh, Dh)  # (Tb, Dh)
 
 
 @cython.boundscheck(False)
@@ -156,24 +226,35 @@ cdef void backward_head(const floating *dout, int lddo, const floating *q, int l
                         const floating *k, int ldk, const floating *v, int ldv,
                         const floating *probs, int ldp, floating *dscores,
                         floating *dq, floating *dk, floating *dv,
-                        int T, int S, int Dh, floating scale) noexcept nogil:
+                        int T, int S, int Dh, int row_block, floating scale,
+                        floating *v_t) noexcept nogil:
     """dout (T, Dh) and the forward's probs (T, S) -> dq (T, Dh), dk (S, Dh), dv (S, Dh).
 
-    dscores (T, S) is this thread's scratch; dq, dk, dv are dense (row stride Dh).
+    The queries are taken row_block at a time: dS of one block is made, used by two
+    products and dropped while still in cache; dK and dV gather a term from every block
+    (beta = 1 after the first). Scratch: dscores (row_block, S), v_t for vᵀ (Dh, S).
+    dq, dk, dv are dense (row stride Dh).
     """
-    cdef int t
-    cdef floating row_dot
-    # in the forward pass this was: out = probs · v
-    gemm(True, False, S, Dh, T, <floating> 1, probs, ldp, dout, lddo, <floating> 0, dv, Dh)  # (S, Dh)
-    gemm(False, True, T, S, Dh, <floating> 1, dout, lddo, v, ldv, <floating> 0, dscores, S)  # dP (T, S)
-    # in the forward pass this was: probs = softmax(scores); one row-sum replaces the Jacobian,
-    # and masked entries, where probs = 0, get dS = 0: the mask needs no backward
-    for t in range(T):
-        row_dot = dot(dscores + t * S, probs + t * ldp, S)
-        softmax_backward_row(probs + t * ldp, dscores + t * S, S, row_dot)  # dS (T, S)
-    # in the forward pass this was: scores = scale · q · kᵀ
-    gemm(False, False, T, Dh, S, scale, dscores, S, k, ldk, <floating> 0, dq, Dh)  # (T, Dh)
-    gemm(True, False, S, Dh, T, scale, dscores, S, q, ldq, <floating> 0, dk, Dh)  # (S, Dh)
+    cdef int block, t0, Tb, t, ldv_t
+    cdef floating row_dot, beta
+    cdef const floating *values = rows_of_transpose(v, ldv, S, Dh, v_t, &ldv_t)  # vᵀ (Dh, S)
+    for block in range((T + row_block - 1) // row_block):
+        t0 = block * row_block
+        Tb = min(row_block, T - t0)
+        beta = 0 if block == 0 else 1
+        # in the forward pass this was: out = probs · v
+        gemm(True, False, S, Dh, Tb, <floating> 1, probs + t0 * ldp, ldp, dout + t0 * lddo, lddo,
+             beta, dv, Dh)  # (S, Dh)
+        gemm(False, not tiled, Tb, S, Dh, <floating> 1, dout + t0 * lddo, lddo, values, ldv_t,
+             <floating> 0, dscores, S)  # dP (Tb, S)
+        # in the forward pass this was: probs = softmax(scores); one row-sum replaces the
+        # Jacobian, and masked entries, where probs = 0, get dS = 0: the mask needs no backward
+        for t in range(Tb):
+            row_dot = dot(dscores + t * S, probs + (t0 + t) * ldp, S)
+            softmax_backward_row(probs + (t0 + t) * ldp, dscores + t * S, S, row_dot)  # dS (Tb, S)
+        # in the forward pass this was: scores = scale · q · kᵀ
+        gemm(False, False, Tb, Dh, S, scale, dscores, S, k, ldk, <floating> 0, dq + t0 * Dh, Dh)  # (Tb, Dh)
+        gemm(True, False, S, Dh, Tb, scale, dscores, S, q + t0 * ldq, ldq, beta, dk, Dh)  # (S, Dh)
 
 
 # --- the blocked kernels: P never stored ---------------------------------------------------
@@ -327,7 +408,7 @@ cdef void forward_all(const floating[:, :, :, ::view.contiguous] q,
                       const floating[:, :, :, ::view.contiguous] k,
                       const floating[:, :, :, ::view.contiguous] v, AdditiveMask mask,
                       floating[:, :, :, ::1] probs, floating[:, :, :, ::1] out,
-                      int n_threads) noexcept:
+                      floating[:, ::1] scratch, int row_block, int n_threads) noexcept:
     cdef int B = q.shape[0], H = q.shape[1], T = q.shape[2], Dh = q.shape[3], S = k.shape[2]
     cdef int ldq = row_stride(q.strides[2], sizeof(floating), T, Dh)
     cdef int ldk = row_stride(k.strides[2], sizeof(floating), S, Dh)
@@ -340,7 +421,8 @@ cdef void forward_all(const floating[:, :, :, ::view.contiguous] q,
         h = problem % H
         forward_head(&q[b, h, 0, 0], ldq, &k[b, h, 0, 0], ldk, &v[b, h, 0, 0], ldv,
                      head_mask(mask, b, h, scale), mask_stride_t,
-                     &probs[b, h, 0, 0], &out[b, h, 0, 0], T, S, Dh, scale)
+                     &probs[b, h, 0, 0], &out[b, h, 0, 0], T, S, Dh, row_block, scale,
+                     &scratch[threadid(), 0])
 
 
 @cython.boundscheck(False)
@@ -353,7 +435,7 @@ cdef void backward_all(const floating[:, :, :, ::view.contiguous] dout,
                        const floating[:, :, :, ::view.contiguous] v,
                        const floating[:, :, :, ::view.contiguous] probs,
                        floating[:, :, :, ::1] dq, floating[:, :, :, ::1] dk, floating[:, :, :, ::1] dv,
-                       floating[:, ::1] scratch, int n_threads) noexcept:
+                       floating[:, ::1] scratch, int row_block, int n_threads) noexcept:
     cdef int B = q.shape[0], H = q.shape[1], T = q.shape[2], Dh = q.shape[3], S = k.shape[2]
     cdef int lddo = row_stride(dout.strides[2], sizeof(floating), T, Dh)
     cdef int ldq = row_stride(q.strides[2], sizeof(floating), T, Dh)
@@ -362,12 +444,15 @@ cdef void backward_all(const floating[:, :, :, ::view.contiguous] dout,
     cdef int ldp = row_stride(probs.strides[2], sizeof(floating), T, S)
     cdef floating scale = 1 / sqrt(<double> Dh)
     cdef int problem, b, h
+    cdef floating *own
     for problem in prange(B * H, nogil=True, schedule="static", num_threads=n_threads):
         b = problem // H
         h = problem % H
+        own = &scratch[threadid(), 0]  # dS (row_block, S), then vᵀ (Dh, S)
         backward_head(&dout[b, h, 0, 0], lddo, &q[b, h, 0, 0], ldq, &k[b, h, 0, 0], ldk,
-                      &v[b, h, 0, 0], ldv, &probs[b, h, 0, 0], ldp, &scratch[threadid(), 0],
-                      &dq[b, h, 0, 0], &dk[b, h, 0, 0], &dv[b, h, 0, 0], T, S, Dh, scale)
+                      &v[b, h, 0, 0], ldv, &probs[b, h, 0, 0], ldp, own,
+                      &dq[b, h, 0, 0], &dk[b, h, 0, 0], &dv[b, h, 0, 0], T, S, Dh, row_block,
+                      scale, own + row_block * S)
 
 
 @cython.boundscheck(False)
@@ -447,8 +532,8 @@ cdef void backward_blocked_all(const floating[:, :, :, ::view.contiguous] dout,
 _blas_threads = None
 
 
-def _blas_single_threaded():
-    """A context in which BLAS runs on the calling thread only.
+def _blas_single_threaded(needed=True):
+    """A context in which BLAS runs on the calling thread only (a no-op unless needed).
 
     The kernels are parallel already (OpenMP threads, one (b, h) problem each) and call
     BLAS from inside those threads. A multithreaded OpenBLAS would start its own threads
@@ -458,6 +543,8 @@ def _blas_single_threaded():
     and its setting is restored afterwards.
     """
     global _blas_threads
+    if not needed:
+        return contextlib.nullcontext()
     if _blas_threads is None:
         # made on first use, when SciPy's BLAS (imported by this module) is loaded
         _blas_threads = ThreadpoolController()
@@ -546,6 +633,41 @@ cdef AdditiveMask _additive_mask(object mask, tuple shape, object dtype, list ke
     return view
 
 
+# Rows of queries the plain kernels take at once with the tiled products: a block of
+# scores (rows, S) of at most this many bytes, so that it stays in the core's L2 cache
+# between the product that makes it and the one that reads it. BLAS takes all T rows at
+# once: it copies its operands anyway, and smaller calls measured slower.
+ROW_BLOCK_BYTES = 128 * 1024
+
+
+def _row_block(T, S, itemsize):
+    """How many query rows the plain kernels take at once (see ROW_BLOCK_BYTES)."""
+    if not tiled:
+        return max(1, T)
+    return max(1, min(T, ROW_BLOCK_BYTES // max(1, S * itemsize)))
+
+
+def tiled_products_available():
+    """True when this CPU runs the tiled products of csrc/tiled_gemm.h (it has AVX-512)."""
+    return bool(mt_tiled_gemm_supported())
+
+
+def tiled_products_used():
+    """True when the kernels' products are the tiled ones now, False when they are BLAS."""
+    return bool(tiled)
+
+
+def use_tiled_products(flag):
+    """Switch the kernels' products between the tiled ones (True) and BLAS (False).
+
+    For tests and benchmarks, which compare the two; the default is the tiled products
+    wherever the CPU runs them. Asking for them on a CPU without AVX-512 is an error."""
+    global tiled
+    if flag and not mt_tiled_gemm_supported():
+        raise RuntimeError("the tiled products need a CPU with AVX-512 (x86-64); this one has none")
+    tiled = bool(flag)
+
+
 def _block_size_checked(block_size):
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
@@ -569,11 +691,13 @@ def attention_forward(q, k, v, mask=None):
         # nothing to compute, or no keys at all (S = 0): zero weights, zero output
         return np.zeros_like(out), np.zeros_like(probs)
     cdef int n_threads = min(mt_max_threads(), B * H)  # no more threads than problems
-    with _blas_single_threaded():
+    cdef int row_block = _row_block(T, S, probs.itemsize)
+    scratch = np.empty((n_threads, Dh * S if tiled else 1), dtype=dtype)  # kᵀ per thread
+    with _blas_single_threaded(needed=not tiled):
         if dtype == np.float32:
-            forward_all[float](q, k, v, additive_mask, probs, out, n_threads)
+            forward_all[float](q, k, v, additive_mask, probs, out, scratch, row_block, n_threads)
         else:
-            forward_all[double](q, k, v, additive_mask, probs, out, n_threads)
+            forward_all[double](q, k, v, additive_mask, probs, out, scratch, row_block, n_threads)
     return out, probs
 
 
@@ -594,12 +718,14 @@ def attention_backward(dout, q, k, v, probs):
     if dq.size == 0 or dk.size == 0:
         return np.zeros_like(dq), np.zeros_like(dk), np.zeros_like(dv)
     cdef int n_threads = min(mt_max_threads(), B * H)  # no more threads than problems
-    scratch = np.empty((n_threads, T * S), dtype=dtype)  # one dS (T, S) per thread
-    with _blas_single_threaded():
+    cdef int row_block = _row_block(T, S, dq.itemsize)
+    # per thread: one block of dS (row_block, S), then vᵀ (Dh, S)
+    scratch = np.empty((n_threads, (row_block + (Dh if tiled else 0)) * S), dtype=dtype)
+    with _blas_single_threaded(needed=not tiled):
         if dtype == np.float32:
-            backward_all[float](dout, q, k, v, probs, dq, dk, dv, scratch, n_threads)
+            backward_all[float](dout, q, k, v, probs, dq, dk, dv, scratch, row_block, n_threads)
         else:
-            backward_all[double](dout, q, k, v, probs, dq, dk, dv, scratch, n_threads)
+            backward_all[double](dout, q, k, v, probs, dq, dk, dv, scratch, row_block, n_threads)
     return dq, dk, dv
 
 

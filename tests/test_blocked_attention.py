@@ -23,6 +23,8 @@ from minitransformer.backends import cython_backend
 from minitransformer.gradcheck import assert_errors_below, check_layer
 from minitransformer.layers import attention as reference
 from minitransformer.layers.blocked_attention import blocked_attention_backward, blocked_attention_forward
+
+pytestmark = pytest.mark.usefixtures("kernel_products")  # the compiled ones: tiled, then BLAS
 from test_cython_backend import rounding_scales, scaled_error  # one definition of the error measure
 
 TOLERANCES = {np.float32: 1e-5, np.float64: 1e-12}

@@ -17,7 +17,10 @@ which equals the relative error ‖a − b‖ / ‖b‖ wherever nothing cancels
 anywhere fails every comparison.
 
 Every test needs the compiled extension and skips, saying so, when it is not built
-(`make test` builds it).
+(`make test` builds it). The kernels' matrix products are either the tiled AVX-512 ones
+(csrc/tiled_gemm.h) or BLAS; every test here runs with each,
+the tiled ones skipping with the reason on a CPU without AVX-512 (kernel_products in
+conftest.py).
 """
 
 import numpy as np
@@ -37,6 +40,9 @@ needs_extension = pytest.mark.skipif(
     cython_backend.unavailable_reason() is not None,
     reason=f"Cython kernels not built: {cython_backend.unavailable_reason()}",
 )
+
+
+pytestmark = pytest.mark.usefixtures("kernel_products")  # every test: tiled, then BLAS
 
 TOLERANCES = {np.float32: 1e-5, np.float64: 1e-12}
 DTYPES = [pytest.param(dtype, id=dtype.__name__) for dtype in TOLERANCES]
@@ -144,6 +150,12 @@ CASES = [
     (2, 3, 6, 10, 7, "random"),
     (2, 2, 6, 5, 4, "per-query"),
     (4, 4, 33, 47, 16, "padding"),
+    # several panels of tile columns (64 floats, 32 doubles) with a partial last one,
+    # rows that leave a partial tile (13 = 6 + 6 + 1), whole 16 × 16 transpose blocks
+    (2, 2, 13, 150, 70, "padding"),
+    (1, 2, 70, 33, 65, "random"),
+    (1, 2, 40, 40, 65, "causal+padding"),
+    (2, 1, 32, 32, 64, "padding"),
 ]
 
 
@@ -336,6 +348,44 @@ def test_unavailable_reason_says_what_to_do(monkeypatch):
     q = np.zeros((1, 1, 2, 3))
     with pytest.raises(backends.BackendUnavailable, match="make setup"):
         cython_backend.attention_forward(q, q, q, None)
+
+
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_blocks_give_the_same_results(dtype, monkeypatch):
+    """The plain kernels take the queries a block of rows at a time (ROW_BLOCK_BYTES);
+    blocks of 1, 4 and 7 rows, the last one partial, match the reference."""
+    from minitransformer._ext import attention as kernels
+
+    rng = np.random.default_rng(13)
+    q, k, v, dout = random_inputs(rng, 2, 3, 25, 19, 9, dtype)
+    mask = np.tril(np.ones((25, 19), dtype=bool), k=2)[None, None] & padding_mask(rng, 2, 19)
+    itemsize = np.dtype(dtype).itemsize
+    for rows in (1, 4, 7):
+        monkeypatch.setattr(kernels, "ROW_BLOCK_BYTES", rows * 19 * itemsize)
+        if kernels.tiled_products_used():
+            assert kernels._row_block(25, 19, itemsize) == rows
+        compare_with_reference(q, k, v, dout, mask, TOLERANCES[dtype])
+
+
+@needs_extension
+def test_tiled_products_switch():
+    """use_tiled_products switches between the tiled products and BLAS, and refuses the
+    tiled ones, saying why, on a CPU that cannot run them."""
+    from minitransformer._ext import attention as kernels
+
+    chosen = kernels.tiled_products_used()
+    try:
+        kernels.use_tiled_products(False)
+        assert not kernels.tiled_products_used()
+        if kernels.tiled_products_available():
+            kernels.use_tiled_products(True)
+            assert kernels.tiled_products_used()
+        else:
+            with pytest.raises(RuntimeError, match="AVX-512"):
+                kernels.use_tiled_products(True)
+    finally:
+        kernels.use_tiled_products(chosen)
 
 
 @needs_extension
