@@ -18,16 +18,23 @@ For each implementation, in this order:
   2. time: forward + backward, median of interleaved repeats (bench/common.py), and the
      rate in GFLOP/s, counting 4·B·H·T·S·Dh for the forward and 8·B·H·T·S·Dh for the
      backward (the blocked kernel does 2·B·H·T·S·Dh more, recomputing the scores; not
-     counted, so its rate is comparable), as a fraction of the machine's float32 matrix
-     product rate (NumPy sgemm on 2048×2048 matrices, best of 7);
+     counted, so its rate is comparable), as a fraction of two peaks: the float32 matrix
+     product rate of NumPy's BLAS (sgemm on 2048×2048 matrices, best of 7), and the
+     CPU's float32 multiply-add peak (AVX-512 in registers, on the kernels' threads:
+     fma_peak_gflops in csrc/attention.pyx). The BLAS NumPy ships may run AVX2 code on
+     an AVX-512 CPU and so reach half of the second; the tiled products can then pass
+     100 % of the first;
   3. memory: the peak held during one forward + backward, measured in a fresh process
      (see common.py): NumPy arrays (tracemalloc) and resident memory (every allocator).
 
 Implementations: "numpy" the reference, with NumPy's BLAS on all its threads, and
 "numpy-1-blas-thread" the same on one (speed-ups are taken against the faster of the
 two, so that a slow NumPy configuration cannot flatter the kernels); "cython" the fused
-kernels (csrc/attention.pyx);
-"cython-blocked" the online-softmax kernels, block 64, which never store the T×S weights;
+kernels (csrc/attention.pyx) as they run by default, with the tiled AVX-512 products of
+csrc/tiled_gemm.h where the CPU has AVX-512; "cython-blas" the same kernels with every
+product through BLAS (single-threaded inside the kernels' threads), to show what the tiled
+products bring; "cython-blocked" the online-softmax kernels, block 64, which never store
+the T×S weights;
 "torch" torch.nn.functional.scaled_dot_product_attention with autograd, when PyTorch is
 installed, with as many threads as the Cython kernels use.
 """
@@ -101,6 +108,17 @@ def run_cython(q, k, v, dout, mask):
     return (out, *cython_backend.attention_backward(dout, q, k, v, probs))
 
 
+def run_cython_blas(q, k, v, dout, mask):
+    from minitransformer._ext import attention as kernels
+
+    chosen = kernels.tiled_products_used()
+    kernels.use_tiled_products(False)
+    try:
+        return run_cython(q, k, v, dout, mask)
+    finally:
+        kernels.use_tiled_products(chosen)
+
+
 def run_cython_blocked(q, k, v, dout, mask):
     from minitransformer.backends import cython_backend
 
@@ -125,10 +143,16 @@ def implementations():
     available, missing = {"numpy": run_numpy, "numpy-1-blas-thread": run_numpy_one_blas_thread}, {}
     reason = cython_backend.unavailable_reason()
     if reason is None:
+        from minitransformer._ext import attention as kernels
+
         available["cython"] = run_cython
+        if kernels.tiled_products_used():
+            available["cython-blas"] = run_cython_blas
+        else:
+            missing["cython-blas"] = "the default kernels use BLAS already (no AVX-512 here)"
         available["cython-blocked"] = run_cython_blocked
     else:
-        missing["cython"] = missing["cython-blocked"] = reason
+        missing["cython"] = missing["cython-blas"] = missing["cython-blocked"] = reason
     try:
         import torch
 
@@ -198,12 +222,21 @@ def best_numpy_median(timing):
     return min(timing[name]["median_ms"] for name in ("numpy", "numpy-1-blas-thread"))
 
 
+def fma_peak():
+    """The CPU's float32 multiply-add peak on the kernels' threads, GFLOP/s, or None."""
+    try:
+        from minitransformer._ext import attention
+    except ImportError:
+        return None
+    return attention.fma_peak_gflops()
+
+
 def mib(n_bytes):
     return "n/a" if n_bytes is None else f"{n_bytes / 2**20:.1f}"
 
 
 def markdown_report(results):
-    machine, peak = results["machine"], results["matmul_peak"]
+    machine, peak, fma = results["machine"], results["matmul_peak"], results.get("fma_peak_gflops")
     blas_threads = ", ".join(str(lib["num_threads"]) for lib in machine["blas"] if lib["user_api"] == "blas")
     lines = [
         "# Attention core: forward + backward",
@@ -223,11 +256,14 @@ def markdown_report(results):
         "are then inflated, ratios less so).",
         "",
         f"float32 matrix-product rate (NumPy sgemm, {peak['size']}², all BLAS threads): "
-        f"peak {peak['peak_gflops']:.1f} GFLOP/s, median {peak['median_gflops']:.1f} GFLOP/s.",
+        f"peak {peak['peak_gflops']:.1f} GFLOP/s, median {peak['median_gflops']:.1f} GFLOP/s. "
+        "float32 multiply-add peak of the CPU (AVX-512 in registers, "
+        f"{results['kernel_threads']} threads): "
+        + (f"{fma:.1f} GFLOP/s." if fma else "not measured (no AVX-512 here)."),
         "",
     ]
     header = ["implementation", "median ms", "p25–p75 ms", "× best NumPy", "GFLOP/s", "% of sgemm peak",
-              "NumPy-array peak MiB", "RSS growth MiB"]  # fmt: skip
+              "% of FMA peak", "NumPy-array peak MiB", "RSS growth MiB"]  # fmt: skip
     for shape_name, shape in SHAPES.items():
         entry = results["shapes"][shape_name]
         lines += [f"## {shape_name}: B={shape['B']}, H={shape['H']}, T=S={shape['T']}, Dh={shape['Dh']}", ""]
@@ -243,6 +279,7 @@ def markdown_report(results):
                 f"{numpy_median / timing['median_ms']:.2f}",
                 f"{gflops:.1f}",
                 f"{100 * gflops / peak['peak_gflops']:.0f} %",
+                f"{100 * gflops / fma:.0f} %" if fma else "n/a",
                 mib(memory.get("numpy_peak_bytes")),
                 mib(memory.get("rss_growth_bytes")),
             ])  # fmt: skip
@@ -265,13 +302,13 @@ def markdown_report(results):
         "- The plain kernels keep the (B, H, T, S) weights for the backward, as the model needs "
         "them for inspection; the blocked ones keep a (B, H, T) log-sum-exp instead, so their memory "
         "grows with T + S rather than T·S.",
-        "- The kernels run their threads over (b, h) problems and call BLAS single-threaded inside "
-        "them (csrc/attention.pyx explains why); the NumPy reference runs each product on all BLAS "
-        "threads. When other processes share the cores, NumPy's BLAS threads wait for one another "
-        "and its large products can slow down tenfold or more: compare the two NumPy rows.",
-        "- At B=64, T=S=32 each product is 32×32×64: the NumPy reference makes the same BLAS calls as "
-        "the kernels, so fusing the row work saves only NumPy's whole-array passes, and spreading "
-        "1-2 ms of work over threads pays only when the cores are free.",
+        "- The kernels run their threads over (b, h) problems; inside a problem the products are "
+        "tiled in AVX-512 registers and use the operands where they lie (csrc/tiled_gemm.h explains "
+        "how). The cython-blas row is the same kernels with BLAS products: BLAS copies both operands "
+        "into its own layout before every product, which at 32×32×64 takes as long as the "
+        "arithmetic, and the OpenBLAS NumPy ships runs AVX2 code on this CPU, half its AVX-512 "
+        "width. The NumPy reference runs each product on all BLAS threads; when other processes "
+        "share the cores, those threads wait for one another: compare the two NumPy rows.",
         "",
     ]
     return "\n".join(lines)
@@ -299,7 +336,9 @@ def main(argv=None):
     }
     print(f"bench_attention: {', '.join(functions)}; not available: {missing or 'none'}")
     results["matmul_peak"] = common.matmul_peak_gflops(DTYPE, repeats=3 if args.quick else 7)
-    print(f"  float32 sgemm peak {results['matmul_peak']['peak_gflops']:.1f} GFLOP/s")
+    results["fma_peak_gflops"] = fma_peak()
+    print(f"  float32 sgemm peak {results['matmul_peak']['peak_gflops']:.1f} GFLOP/s, "
+          f"FMA peak {results['fma_peak_gflops'] or 'n/a'}")
     rounds = {"short": (4, 3), "long": (2, 2)} if args.quick else {"short": (15, 3), "long": (6, 2)}
     for shape_name, shape in SHAPES.items():
         inputs = make_inputs(shape)

@@ -62,6 +62,7 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 from simd_rows cimport dot, exp_, exp_sum, log_, mask_and_max, scale_row
 
 import contextlib
+import time
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -118,6 +119,7 @@ cdef extern from "tiled_gemm.h" nogil:
     void mt_gemm_f64(int m, int n, int k, double alpha, const double *a, Py_ssize_t a_rs,
                      Py_ssize_t a_cs, const double *b, Py_ssize_t ldb, double beta, double *c,
                      Py_ssize_t ldc)
+    float mt_fma_steps(long n)  # 384·n float32 operations in registers (benchmarks only)
     # dst (cols, rows) := src (rows, cols)ᵀ
     void mt_transpose_f32(int rows, int cols, const float *src, Py_ssize_t lds, float *dst,
                           Py_ssize_t ldd)
@@ -666,6 +668,29 @@ def use_tiled_products(flag):
     if flag and not mt_tiled_gemm_supported():
         raise RuntimeError("the tiled products need a CPU with AVX-512 (x86-64); this one has none")
     tiled = bool(flag)
+
+
+def fma_peak_gflops(n_threads=None, steps=20_000_000, repeats=3):
+    """The CPU's float32 peak, in GFLOP/s: AVX-512 multiply-adds in registers on n_threads
+    OpenMP threads at once (default: the kernels' threads), best of `repeats`.
+
+    The benchmarks divide by it. It is an upper bound for any matrix product; the BLAS
+    that NumPy ships may reach half of it, where it runs AVX2 code on an AVX-512 CPU.
+    None on a CPU without AVX-512."""
+    if not mt_tiled_gemm_supported():
+        return None
+    cdef int threads = mt_max_threads() if n_threads is None else int(n_threads)
+    cdef long n = steps
+    cdef int i
+    cdef float[::1] results = np.zeros(threads, dtype=np.float32)  # kept, so the loops run
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with nogil:
+            for i in prange(threads, schedule="static", num_threads=threads):
+                results[i] = mt_fma_steps(n)
+        best = min(best, time.perf_counter() - start)
+    return 384.0 * n * threads / best / 1e9
 
 
 def _block_size_checked(block_size):
