@@ -282,7 +282,7 @@ def code_of(text):
 FILE_REFERENCE = re.compile(r"(?<![\w/.])(minitransformer/(?:\w+/)*\w+\.py)(?::([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?))?")
 FOLDER_REFERENCE = re.compile(r"(?<![\w/.])(minitransformer/(?:\w+/)+)(?![\w.])")
 DOTTED_REFERENCE = re.compile(r"(?<![\w/.])minitransformer(?:\.[A-Za-z_]\w*)+")
-REPO_FILE_REFERENCE = re.compile(r"(?<![\w/.])((?:docs|tests|csrc|bench)/[\w/.-]*\w\.(?:py|md|png|pyx|pxd|cu))\b")
+REPO_FILE_REFERENCE = re.compile(r"(?<![\w/.])((?:docs|tests|csrc|bench)/[\w/.-]*\w\.(?:py|md|png|pyx|pxd|cu|h))\b")
 COMPOUND_NAME = re.compile(r"^[A-Za-z_]\w*$")
 
 
