@@ -118,20 +118,26 @@ __attribute__((target("avx512f"))) static float mt_fma_steps(long n) {
 
 #else  /* no AVX-512 code here: the kernels use BLAS */
 
-/* Never called, since mt_tiled_gemm_supported() says 0; defined so that callers compile. */
+/* Never called, since mt_tiled_gemm_supported() says 0; declared so that callers compile. */
 #include <stdlib.h>
 static int mt_tiled_gemm_supported(void) { return 0; }
+#define MT_UNREACHABLE(name, real)                                                         \
+    static void mt_gemm_##name(int m, int n, int k, real alpha, const real *a,             \
+                               ptrdiff_t a_rs, ptrdiff_t a_cs, const real *b,              \
+                               ptrdiff_t ldb, real beta, real *c, ptrdiff_t ldc) {         \
+        (void) m; (void) n; (void) k; (void) alpha; (void) a; (void) a_rs; (void) a_cs;    \
+        (void) b; (void) ldb; (void) beta; (void) c; (void) ldc;                           \
+        abort();                                                                           \
+    }                                                                                      \
+    static void mt_transpose_##name(int rows, int cols, const real *src, ptrdiff_t lds,    \
+                                    real *dst, ptrdiff_t ldd) {                            \
+        (void) rows; (void) cols; (void) src; (void) lds; (void) dst; (void) ldd;          \
+        abort();                                                                           \
+    }
+MT_UNREACHABLE(f32, float)
+MT_UNREACHABLE(f64, double)
+#undef MT_UNREACHABLE
 static float mt_fma_steps(long n) { (void) n; abort(); }
-static void mt_gemm_f32(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_rs,
-                        ptrdiff_t a_cs, const float *b, ptrdiff_t ldb, float beta, float *c,
-                        ptrdiff_t ldc) {
-    abort();
-}
-static void mt_gemm_f64(int m, int n, int k, double alpha, const double *a, ptrdiff_t a_rs,
-                        ptrdiff_t a_cs, const double *b, ptrdiff_t ldb, double beta, double *c,
-                        ptrdiff_t ldc) {
-    abort();
-}
 
 #endif
 #endif
