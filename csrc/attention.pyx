@@ -49,7 +49,8 @@ What profiling taught (perf, 2 cores, float32; the choices above):
     its operands into its own layout (at B=64, H=4, T=S=32, where each product is
     32×32×64). The tiled products use the operands where they lie, and in AVX-512
     registers, where the BLAS NumPy ships runs AVX2 code on this CPU: forward + backward
-    went from 33.3 to 17.8 ms at T=S=512 and from 1.97 to 0.84 ms at T=S=32.
+    went from 34.3 to 18.0 ms at T=S=512 and from 2.7 to 1.4 ms at T=S=32 (the cython-blas
+    and cython rows of bench/results/attention.md, one run).
 """
 
 cimport cython
@@ -175,6 +176,12 @@ cdef inline const floating *rows_of_transpose(const floating *x, int ldx, int ro
     return scratch
 
 
+cdef inline const floating *key_block(const floating *keys, int ld, int s0) noexcept nogil:
+    """Keys s0, s0 + 1, … of what rows_of_transpose gave: columns of the transposed copy
+    for the tiled products, rows of the original (read with 'T') for BLAS."""
+    return keys + s0 if tiled else keys + s0 * ld
+
+
 # --- the plain kernels: one (b, h) problem, P stored ---------------------------------------
 # Pointers point at one head's matrices; ld* are their row strides in elements. mask
 # points at the head's (T, S) additive mask, rows mask_stride_t elements apart (0 when
@@ -263,7 +270,7 @@ cdef void backward_head(const floating *dout, int lddo, const floating *q, int l
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef void forward_query_block(const floating *q, int ldq, const floating *k, int ldk,
+cdef void forward_query_block(const floating *q, int ldq, const floating *keys, int ldkeys,
                               const floating *v, int ldv,
                               const floating *mask, Py_ssize_t mask_stride_t,
                               floating *out, floating *logsumexp,
@@ -271,10 +278,10 @@ cdef void forward_query_block(const floating *q, int ldq, const floating *k, int
                               floating *weights, floating *row_max, floating *row_sum) noexcept nogil:
     """One query block: q (Tb, Dh), k, v (S, Dh) -> out (Tb, Dh) (row stride Dh), logsumexp (Tb,).
 
-    Scratch: weights (Tb, block_size), row_max (Tb,), row_sum (Tb,). Until the last key
+    keys is kᵀ or k, as rows_of_transpose gives them (see key_block). Scratch: weights (Tb, block_size), row_max (Tb,), row_sum (Tb,). Until the last key
     block, the rows of out hold acc, the running sum of exp(s − m)·v.
     """
-    cdef int key_block, s0, Sb, t
+    cdef int key_index, s0, Sb, t
     cdef floating *row
     cdef const floating *mask_row = NULL
     cdef floating new_max, rescale
@@ -282,14 +289,14 @@ cdef void forward_query_block(const floating *q, int ldq, const floating *k, int
     for t in range(Tb):
         row_max[t] = -INFINITY
         row_sum[t] = 0
-    for key_block in range((S + block_size - 1) // block_size):
-        s0 = key_block * block_size
+    for key_index in range((S + block_size - 1) // block_size):
+        s0 = key_index * block_size
         Sb = min(block_size, S - s0)
         # a block that the mask closes entirely (above a causal diagonal, or all padding)
         # adds nothing: skip its matrix products
         if mask != NULL and not block_has_allowed(mask + s0, mask_stride_t, Tb, Sb):
             continue
-        gemm(False, True, Tb, Sb, Dh, scale, q, ldq, k + s0 * ldk, ldk,
+        gemm(False, not tiled, Tb, Sb, Dh, scale, q, ldq, key_block(keys, ldkeys, s0), ldkeys,
              <floating> 0, weights, block_size)  # scores (Tb, Sb)
         for t in range(Tb):
             row = weights + t * block_size
@@ -326,20 +333,24 @@ cdef void backward_head_blocked(const floating *dout, int lddo, const floating *
                                 const floating *mask, Py_ssize_t mask_stride_t,
                                 floating *dq, floating *dk, floating *dv,
                                 int T, int S, int Dh, int block_size, floating scale,
-                                floating *probs, floating *dscores, floating *row_dot) noexcept nogil:
+                                floating *probs, floating *dscores, floating *row_dot,
+                                floating *k_t, floating *v_t) noexcept nogil:
     """One (b, h) problem -> dq (T, Dh), dk, dv (S, Dh), dense (row stride Dh) and zeroed.
 
-    Scratch: probs and dscores (block_size, block_size), row_dot (T,).
+    Scratch: probs and dscores (block_size, block_size), row_dot (T,), k_t and v_t for
+    kᵀ and vᵀ (Dh, S) when the products are tiled.
     """
-    cdef int key_block, query_block, s0, t0, Sb, Tb, t
+    cdef int key_index, query_block, s0, t0, Sb, Tb, t, ldkeys, ldvalues
     cdef floating *row
     cdef const floating *mask_block = NULL
     cdef const floating *mask_row = NULL
     # D = rowsum(dO ⊙ O) stands in for rowsum(dP ⊙ P), which would need a whole row of P
     for t in range(T):
         row_dot[t] = dot(dout + t * lddo, out + t * ldo, Dh)
-    for key_block in range((S + block_size - 1) // block_size):
-        s0 = key_block * block_size
+    cdef const floating *keys = rows_of_transpose(k, ldk, S, Dh, k_t, &ldkeys)  # kᵀ or k
+    cdef const floating *values = rows_of_transpose(v, ldv, S, Dh, v_t, &ldvalues)  # vᵀ or v
+    for key_index in range((S + block_size - 1) // block_size):
+        s0 = key_index * block_size
         Sb = min(block_size, S - s0)
         for query_block in range((T + block_size - 1) // block_size):
             t0 = query_block * block_size
@@ -350,7 +361,8 @@ cdef void backward_head_blocked(const floating *dout, int lddo, const floating *
                     continue
             # in the forward pass this was: weights = exp(scores − m), divided by l at the end;
             # exp(scores − L) is both steps at once
-            gemm(False, True, Tb, Sb, Dh, scale, q + t0 * ldq, ldq, k + s0 * ldk, ldk,
+            gemm(False, not tiled, Tb, Sb, Dh, scale, q + t0 * ldq, ldq,
+                 key_block(keys, ldkeys, s0), ldkeys,
                  <floating> 0, probs, block_size)  # scores (Tb, Sb)
             for t in range(Tb):
                 row = probs + t * block_size
@@ -364,7 +376,8 @@ cdef void backward_head_blocked(const floating *dout, int lddo, const floating *
             # in the forward pass this was: acc += weights · V_j
             gemm(True, False, Sb, Dh, Tb, <floating> 1, probs, block_size, dout + t0 * lddo, lddo,
                  <floating> 1, dv + s0 * Dh, Dh)  # (Sb, Dh)
-            gemm(False, True, Tb, Sb, Dh, <floating> 1, dout + t0 * lddo, lddo, v + s0 * ldv, ldv,
+            gemm(False, not tiled, Tb, Sb, Dh, <floating> 1, dout + t0 * lddo, lddo,
+                 key_block(values, ldvalues, s0), ldvalues,
                  <floating> 0, dscores, block_size)  # dP (Tb, Sb)
             for t in range(Tb):
                 softmax_backward_row(probs + t * block_size, dscores + t * block_size, Sb,
@@ -473,19 +486,34 @@ cdef void forward_blocked_all(const floating[:, :, :, ::view.contiguous] q,
     cdef Py_ssize_t mask_stride_t = mask.stride_t // sizeof(floating)
     cdef floating scale = 1 / sqrt(<double> Dh)
     cdef int n_query_blocks = (T + block_size - 1) // block_size
-    cdef int item, b, h, t0
+    cdef int item, b, h, t0, problem, ldkeys
     cdef floating *weights
+    cdef floating *k_t
+    cdef const floating *keys
     cdef const floating *mask_block
+    cdef int[::1] transposed = np.full(n_threads, -1, dtype=np.intc)  # whose kᵀ each thread holds
     # the work items are (b, h, query block), all independent, so all shared out at once
     for item in prange(B * H * n_query_blocks, nogil=True, schedule="static", num_threads=n_threads):
-        b = item // (H * n_query_blocks)
-        h = (item // n_query_blocks) % H
+        problem = item // n_query_blocks
+        b = problem // H
+        h = problem % H
         t0 = (item % n_query_blocks) * block_size
         mask_block = head_mask(mask, b, h, scale)
         if mask_block != NULL:
             mask_block = mask_block + t0 * mask_stride_t
-        weights = &scratch[threadid(), 0]  # then row_max and row_sum, block_size each
-        forward_query_block(&q[b, h, t0, 0], ldq, &k[b, h, 0, 0], ldk, &v[b, h, 0, 0], ldv,
+        weights = &scratch[threadid(), 0]  # then row_max and row_sum, block_size each, then kᵀ
+        k_t = weights + block_size * block_size + 2 * block_size
+        # a thread's items are consecutive, so mostly of one problem: kᵀ is made once for them
+        if tiled and transposed[threadid()] != problem:
+            rows_of_transpose(&k[b, h, 0, 0], ldk, S, Dh, k_t, &ldkeys)
+            transposed[threadid()] = problem
+        if tiled:
+            keys = k_t
+            ldkeys = S
+        else:
+            keys = &k[b, h, 0, 0]
+            ldkeys = ldk
+        forward_query_block(&q[b, h, t0, 0], ldq, keys, ldkeys, &v[b, h, 0, 0], ldv,
                             mask_block, mask_stride_t, &out[b, h, t0, 0], &logsumexp[b, h, t0],
                             min(block_size, T - t0), S, Dh, block_size, scale,
                             weights, weights + block_size * block_size,
@@ -519,14 +547,17 @@ cdef void backward_blocked_all(const floating[:, :, :, ::view.contiguous] dout,
     for problem in prange(B * H, nogil=True, schedule="static", num_threads=n_threads):
         b = problem // H
         h = problem % H
-        tiles = &scratch[threadid(), 0]  # probs, dscores (block_size² each), then row_dot (T)
+        # probs, dscores (block_size² each), row_dot (T), then kᵀ and vᵀ (Dh, S) if tiled
+        tiles = &scratch[threadid(), 0]
         backward_head_blocked(&dout[b, h, 0, 0], lddo, &q[b, h, 0, 0], ldq, &k[b, h, 0, 0], ldk,
                               &v[b, h, 0, 0], ldv, &out[b, h, 0, 0], ldo, &logsumexp[b, h, 0],
                               head_mask(mask, b, h, scale), mask_stride_t,
                               &dq[b, h, 0, 0], &dk[b, h, 0, 0], &dv[b, h, 0, 0],
                               T, S, Dh, block_size, scale,
                               tiles, tiles + block_size * block_size,
-                              tiles + 2 * block_size * block_size)
+                              tiles + 2 * block_size * block_size,
+                              tiles + 2 * block_size * block_size + T,
+                              tiles + 2 * block_size * block_size + T + Dh * S)
 
 
 # --- the Python entry points: check, prepare, allocate, call ------------------------------
@@ -757,7 +788,8 @@ def attention_backward(dout, q, k, v, probs):
 def attention_forward_blocked(q, k, v, mask=None, block_size=64):
     """q (B, H, T, Dh), k, v (B, H, S, Dh), mask ~(B, H, T, S) bool or None
     -> out (B, H, T, Dh), logsumexp (B, H, T) (−∞ on rows with every key masked).
-    Memory: the outputs plus one (block_size, block_size) tile per thread."""
+    Memory: the outputs plus, per thread, one (block_size, block_size) tile and, with the
+    tiled products, kᵀ (Dh, S): linear in T and S."""
     block_size = _block_size_checked(block_size)
     q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
     _check_shapes(q, k, v)
@@ -772,8 +804,10 @@ def attention_forward_blocked(q, k, v, mask=None, block_size=64):
     if out.size == 0 or k.size == 0:
         return out, logsumexp
     cdef int n_threads = min(mt_max_threads(), B * H * ((T + block_size - 1) // block_size))
-    # per thread: one (block, block) tile of weights, then the running max and sum per row
-    scratch = np.empty((n_threads, block_size * block_size + 2 * block_size), dtype=dtype)
+    # per thread: one (block, block) tile of weights, then the running max and sum per row,
+    # then kᵀ (Dh, S) for the tiled products
+    scratch = np.empty((n_threads, block_size * block_size + 2 * block_size + (Dh * S if tiled else 0)),
+                       dtype=dtype)
     with _blas_single_threaded():
         if dtype == np.float32:
             forward_blocked_all[float](q, k, v, additive_mask, out, logsumexp, block_size, scratch, n_threads)
@@ -805,8 +839,10 @@ def attention_backward_blocked(dout, q, k, v, out, logsumexp, mask=None, block_s
     if dq.size == 0 or dk.size == 0:
         return dq, dk, dv
     cdef int n_threads = min(mt_max_threads(), B * H)
-    # per thread: two (block, block) tiles (P and dS), then D = rowsum(dO ⊙ O) for one head
-    scratch = np.empty((n_threads, 2 * block_size * block_size + T), dtype=dtype)
+    # per thread: two (block, block) tiles (P and dS), then D = rowsum(dO ⊙ O) for one head,
+    # then kᵀ and vᵀ (Dh, S) for the tiled products
+    scratch = np.empty((n_threads, 2 * block_size * block_size + T + (2 * Dh * S if tiled else 0)),
+                       dtype=dtype)
     with _blas_single_threaded():
         if dtype == np.float32:
             backward_blocked_all[float](dout, q, k, v, out, logsumexp, additive_mask, dq, dk, dv,

@@ -389,6 +389,21 @@ def test_tiled_products_switch():
 
 
 @needs_extension
+def test_fma_peak_is_measured_where_avx512_runs():
+    """The benchmarks' peak: a positive rate where the tiled products can run, else None;
+    two threads reach more than one (each runs the same loop on its own core)."""
+    from minitransformer._ext import attention as kernels
+
+    one = kernels.fma_peak_gflops(n_threads=1, steps=200_000, repeats=2)
+    if not kernels.tiled_products_available():
+        assert one is None
+        return
+    assert 0 < one < 10_000  # GFLOP/s of one core: no known CPU is outside this
+    two = kernels.fma_peak_gflops(n_threads=2, steps=200_000, repeats=2)
+    assert two > one * 0.5  # not a speed test (the cores are shared); the count is per thread
+
+
+@needs_extension
 def test_results_do_not_depend_on_thread_count():
     """Each (b, h) problem (each query block, when blocked) is computed by one thread from
     start to finish, so one thread and several give the same bits."""
