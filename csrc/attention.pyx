@@ -49,7 +49,7 @@ What profiling taught (perf, 2 cores, float32; the choices above):
     its operands into its own layout (at B=64, H=4, T=S=32, where each product is
     32×32×64). The tiled products use the operands where they lie, and in AVX-512
     registers, where the BLAS NumPy ships runs AVX2 code on this CPU: forward + backward
-    went from 34.3 to 18.0 ms at T=S=512 and from 2.7 to 1.4 ms at T=S=32 (the cython-blas
+    went from 33.2 to 17.4 ms at T=S=512 and from 2.0 to 1.15 ms at T=S=32 (the cython-blas
     and cython rows of bench/results/attention.md, one run).
 """
 
