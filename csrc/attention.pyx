@@ -205,7 +205,7 @@ cdef void forward_head(const floating *q, int ldq, const floating *k, int ldk,
     cdef floating *row
     cdef const floating *mask_row = NULL
     cdef floating row_max, row_sum
-    cdef const floating *keys = rows_of_transpose(k, ldk, S, Dh, k_t, &ldk_t)  # kᵀ (Dh, S)
+    cdef const floating *keys = rows_of_transpose(k, ldk, S, Dh, k_t, &ldk_t)  # kᵀ, or k for BLAS
     for block in range((T + row_block - 1) // row_block):
         t0 = block * row_block
         Tb = min(row_block, T - t0)
@@ -246,7 +246,7 @@ cdef void backward_head(const floating *dout, int lddo, const floating *q, int l
     """
     cdef int block, t0, Tb, t, ldv_t
     cdef floating row_dot, beta
-    cdef const floating *values = rows_of_transpose(v, ldv, S, Dh, v_t, &ldv_t)  # vᵀ (Dh, S)
+    cdef const floating *values = rows_of_transpose(v, ldv, S, Dh, v_t, &ldv_t)  # vᵀ, or v for BLAS
     for block in range((T + row_block - 1) // row_block):
         t0 = block * row_block
         Tb = min(row_block, T - t0)
@@ -278,8 +278,9 @@ cdef void forward_query_block(const floating *q, int ldq, const floating *keys, 
                               floating *weights, floating *row_max, floating *row_sum) noexcept nogil:
     """One query block: q (Tb, Dh), k, v (S, Dh) -> out (Tb, Dh) (row stride Dh), logsumexp (Tb,).
 
-    keys is kᵀ or k, as rows_of_transpose gives them (see key_block). Scratch: weights (Tb, block_size), row_max (Tb,), row_sum (Tb,). Until the last key
-    block, the rows of out hold acc, the running sum of exp(s − m)·v.
+    keys is kᵀ or k, as rows_of_transpose gives them (see key_block). Scratch: weights
+    (Tb, block_size), row_max (Tb,), row_sum (Tb,). Until the last key block, the rows of
+    out hold acc, the running sum of exp(s − m)·v.
     """
     cdef int key_index, s0, Sb, t
     cdef floating *row
@@ -503,15 +504,15 @@ cdef void forward_blocked_all(const floating[:, :, :, ::view.contiguous] q,
             mask_block = mask_block + t0 * mask_stride_t
         weights = &scratch[threadid(), 0]  # then row_max and row_sum, block_size each, then kᵀ
         k_t = weights + block_size * block_size + 2 * block_size
-        # a thread's items are consecutive, so mostly of one problem: kᵀ is made once for them
-        if tiled and transposed[threadid()] != problem:
-            rows_of_transpose(&k[b, h, 0, 0], ldk, S, Dh, k_t, &ldkeys)
-            transposed[threadid()] = problem
         if tiled:
+            # a thread's items are consecutive, so mostly of one problem: kᵀ is made once for them
+            if transposed[threadid()] != problem:
+                rows_of_transpose(&k[b, h, 0, 0], ldk, S, Dh, k_t, &ldkeys)
+                transposed[threadid()] = problem
             keys = k_t
             ldkeys = S
         else:
-            keys = &k[b, h, 0, 0]
+            keys = &k[b, h, 0, 0]  # BLAS reads k with its transpose flag
             ldkeys = ldk
         forward_query_block(&q[b, h, t0, 0], ldq, keys, ldkeys, &v[b, h, 0, 0], ldv,
                             mask_block, mask_stride_t, &out[b, h, t0, 0], &logsumexp[b, h, t0],
