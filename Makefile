@@ -31,7 +31,7 @@ setup: $(STAMP)
 $(STAMP): setup.py pyproject.toml $(wildcard csrc/*.pyx csrc/*.pxd csrc/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "setuptools>=61" wheel "Cython>=3.0" "numpy>=1.24" "scipy>=1.10"
+	$(BIN)/python -m pip install --quiet "setuptools>=61" wheel "Cython>=3.0" "numpy>=1.24"
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[test]'
 	touch $@
 

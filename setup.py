@@ -1,8 +1,17 @@
 """Build script: the package, its dependencies, and the Cython kernels in csrc/.
 
 Every ``csrc/<name>.pyx`` becomes the extension module ``minitransformer._ext.<name>``.
-OpenMP is switched on when the C compiler accepts ``-fopenmp``; without it the kernels
-still build and run, on one thread.
+
+Flags, and why:
+  * ``-O3 -fopenmp-simd`` always: the row loops' ``#pragma omp simd`` reductions vectorize
+    even where OpenMP's threads are not available.
+  * OpenMP's threads where the compiler has them: ``-fopenmp`` (GCC, LLVM clang), or on
+    macOS with Apple clang ``-Xpreprocessor -fopenmp -lomp`` when libomp is installed
+    (``brew install libomp``). Without them the kernels build and run on one thread, and
+    the build says so once.
+  * Never ``-march=native``: the build must run on any CPU of its architecture. The
+    vector code for each instruction set is compiled with function attributes and
+    chosen at run time (csrc/kernels.h).
 
     pip install -e '.[test]'          # what `make` does, inside .venv/
     python setup.py build_ext --inplace
@@ -22,21 +31,37 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).resolve().parent
 
 
-def compiler_supports_openmp() -> bool:
-    """Compile and link a tiny OpenMP program; True when the compiler accepts -fopenmp."""
-    cc = os.environ.get("CC") or (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        return False
-    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+def compiles(cc, compile_flags, link_flags, source) -> bool:
+    """True when `cc` compiles and links `source` with these flags."""
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "probe.c"
         src.write_text(source)
         result = subprocess.run(
-            [cc, "-fopenmp", str(src), "-o", str(Path(tmp) / "probe")],
+            [cc, *compile_flags, str(src), "-o", str(Path(tmp) / "probe"), *link_flags],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         return result.returncode == 0
+
+
+def openmp_flags():
+    """(compile flags, link flags) that give OpenMP threads, or None when there are none."""
+    cc = os.environ.get("CC") or (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        return None
+    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+    candidates = [(["-fopenmp"], ["-fopenmp"])]
+    if sys.platform == "darwin":
+        # Apple clang has no -fopenmp driver flag, but its front end takes the pragma and
+        # links against Homebrew's (or MacPorts') libomp
+        for prefix in ("/opt/homebrew/opt/libomp", "/usr/local/opt/libomp", "/opt/local"):
+            candidates.append(
+                (["-Xpreprocessor", "-fopenmp", f"-I{prefix}/include"], [f"-L{prefix}/lib", "-lomp"])
+            )
+    for compile_flags, link_flags in candidates:
+        if compiles(cc, compile_flags, link_flags, source):
+            return compile_flags, link_flags
+    return None
 
 
 def cython_extensions() -> list:
@@ -47,10 +72,12 @@ def cython_extensions() -> list:
     import numpy
     from Cython.Build import cythonize
 
-    openmp = compiler_supports_openmp()
-    if not openmp:
-        print("setup.py: the C compiler has no OpenMP; kernels will run on one thread", file=sys.stderr)
-    flags = ["-O3", "-fopenmp"] if openmp else ["-O3"]
+    openmp = openmp_flags()
+    if openmp is None:
+        hint = " (on macOS: brew install libomp)" if sys.platform == "darwin" else ""
+        print(f"setup.py: warning: the C compiler has no OpenMP{hint}; the kernels will run on one thread",
+              file=sys.stderr)
+    compile_flags, link_flags = openmp or ([], [])
     extensions = [
         Extension(
             f"minitransformer._ext.{pyx.stem}",
@@ -59,8 +86,8 @@ def cython_extensions() -> list:
             # a change to a shared header rebuilds every module
             depends=[str(h.relative_to(HERE)) for h in sorted((HERE / "csrc").glob("*.h"))]
             + [str(p.relative_to(HERE)) for p in sorted((HERE / "csrc").glob("*.pxd"))],
-            extra_compile_args=flags,
-            extra_link_args=["-fopenmp"] if openmp else [],
+            extra_compile_args=["-O3", "-fopenmp-simd", *compile_flags],
+            extra_link_args=link_flags,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for pyx in sources
@@ -98,8 +125,6 @@ setup(
     ext_modules=cython_extensions(),
     install_requires=[
         "numpy>=1.24",
-        "scipy>=1.10",  # BLAS for the Cython kernels (scipy.linalg.cython_blas)
-        "threadpoolctl>=3.1",  # the Cython kernels hold BLAS to one thread while they run
         "sentencepiece>=0.1.99",
         "sacrebleu>=2.3",
         "tqdm>=4.60",
@@ -108,7 +133,8 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
         "gpu": ["cupy-cuda12x>=13"],
-        "bench": ["torch==2.13.0"],  # the peer in bench/ (a CPU build installs offline here)
+        # the peer in bench/ (a CPU build installs offline here), and the BLAS report
+        "bench": ["torch==2.13.0", "threadpoolctl>=3.1"],
     },
     entry_points={"console_scripts": ["minitransformer=minitransformer.cli:main"]},
     zip_safe=False,

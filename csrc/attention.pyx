@@ -16,16 +16,15 @@ How the work is laid out:
   * One (b, h) pair is one independent attention problem: the kernels share them out
     over OpenMP threads with prange (static schedule), and the blocked forward also splits
     each problem into its query blocks, which are independent too.
-  * The matrix products of a problem run on the thread that owns the problem, as tiled
-    products in AVX-512 registers (csrc/tiled_gemm.h) where the CPU has AVX-512, else
-    through BLAS (sgemm / dgemm from SciPy's cython_blas), held to one thread meanwhile
-    (see _blas_single_threaded): the parallelism is ours. The tiled products read their
-    right operand by rows, so the plain kernels give them kᵀ and vᵀ as transposed copies,
-    made once per problem; BLAS reads k and v as they are, with its transpose flag.
+  * The matrix products of a problem run on the thread that owns the problem, through
+    one portable micro-kernel (csrc/microkernel.h) compiled for every instruction set
+    and chosen when the module loads (csrc/kernels.h: AVX-512, AVX2 + FMA, NEON or the
+    baseline). It reads its right operand by rows, so the kernels give it kᵀ and vᵀ as
+    transposed copies, made once per problem.
   * The plain kernels take a problem's queries a block of rows at a time (ROW_BLOCK_BYTES):
     the scores of a block are made, turned into weights and multiplied by V while they are
     still in the core's cache. The row work (mask, max, exp, sum, normalize) runs on each
-    row right after the product wrote it, in short SIMD loops (csrc/simd_rows.pxd), never
+    row right after the product wrote it, in short SIMD loops (csrc/row_kernels.h), never
     as whole-array passes.
   * float32 and float64 come from one source through the fused type `floating`.
   * Inputs need a contiguous last axis only: the (T, Dh) matrix of one head may have any
@@ -39,18 +38,16 @@ How the work is laid out:
 What profiling taught (perf, 2 cores, float32; the choices above):
   * With scalar expf and unvectorized row sums, the row work cost as much as the two
     matrix products of the forward (21 ms of 44 on one thread, B=4, H=8, T=S=512). SIMD
-    row kernels (simd_rows.pxd) brought it to 3 % of the profile.
+    row kernels (csrc/row_kernels.h) brought it to 3 % of the profile.
   * A multithreaded BLAS called from inside the prange threads oversubscribed the cores:
-    forward + backward took 2.9 s instead of 0.09 s. Hence one BLAS thread per kernel
-    thread.
+    forward + backward took 2.9 s instead of 0.09 s. The kernels call no BLAS now.
   * Idle OpenMP threads that spin between calls took the cores from everything else
     (36 ms instead of 5 ms at T = S = 32): minitransformer/_ext/__init__.py makes them sleep.
   * With BLAS, the products were 85–95 % of the time, and a third of that was BLAS copying
     its operands into its own layout (at B=64, H=4, T=S=32, where each product is
-    32×32×64). The tiled products use the operands where they lie, and in AVX-512
-    registers, where the BLAS NumPy ships runs AVX2 code on this CPU: forward + backward
-    went from 33.2 to 17.4 ms at T=S=512 and from 2.0 to 1.15 ms at T=S=32 (the cython-blas
-    and cython rows of bench/results/attention.md, one run).
+    32×32×64). The micro-kernel uses the operands where they lie, in the widest registers
+    the CPU has. The figures, per machine and instruction-set path, are in
+    bench/results/<cpu>-<isa>/attention.md.
 """
 
 cimport cython
@@ -58,15 +55,13 @@ from cython cimport floating, view
 from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt, INFINITY
 from libc.string cimport memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from simd_rows cimport dot, exp_, exp_sum, log_, mask_and_max, scale_row
+from kernels cimport dot, exp_, exp_sum, fma_steps, gemm, log_, mask_and_max, scale_row, transpose
+cimport kernels
 
-import contextlib
 import time
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 cdef extern from *:
     """
@@ -84,7 +79,7 @@ cdef extern from *:
     void mt_set_max_threads(int n) nogil
 
 
-# --- the row work particular to attention (the shared row kernels are in simd_rows.pxd) --
+# --- the row work particular to attention (the shared row kernels are in kernels.pxd) ----
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
@@ -109,77 +104,15 @@ cdef inline bint block_has_allowed(const floating *mask, Py_ssize_t mask_stride_
     return False
 
 
-# --- matrix products: tiled in AVX-512 registers, or BLAS --------------------------------
+# --- the operands of the products -------------------------------------------------------
+# The micro-kernel (kernels.pxd: gemm) reads its right operand B along its rows, so the
+# products with Kᵀ and Vᵀ take a transposed copy, made once per problem.
 
-cdef extern from "tiled_gemm.h" nogil:
-    # C (m, n) := alpha · A' · B + beta · C, row-major; A'[i, p] = a[i·a_rs + p·a_cs]
-    bint mt_tiled_gemm_supported()
-    void mt_gemm_f32(int m, int n, int k, float alpha, const float *a, Py_ssize_t a_rs,
-                     Py_ssize_t a_cs, const float *b, Py_ssize_t ldb, float beta, float *c,
-                     Py_ssize_t ldc)
-    void mt_gemm_f64(int m, int n, int k, double alpha, const double *a, Py_ssize_t a_rs,
-                     Py_ssize_t a_cs, const double *b, Py_ssize_t ldb, double beta, double *c,
-                     Py_ssize_t ldc)
-    float mt_fma_steps(long n)  # 384·n float32 operations in registers (benchmarks only)
-    # dst (cols, rows) := src (rows, cols)ᵀ
-    void mt_transpose_f32(int rows, int cols, const float *src, Py_ssize_t lds, float *dst,
-                          Py_ssize_t ldd)
-    void mt_transpose_f64(int rows, int cols, const double *src, Py_ssize_t lds, double *dst,
-                          Py_ssize_t ldd)
-
-# True when this CPU runs the tiled products (AVX-512) and they are not switched off by
-# use_tiled_products(False); otherwise every product goes to BLAS.
-cdef bint tiled = mt_tiled_gemm_supported()
-
-
-cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
-                      const floating *a, int lda, const floating *b, int ldb,
-                      floating beta, floating *c, int ldc) noexcept nogil:
-    """Row-major C (m, n) := alpha · op(A) (m, k) · op(B) (k, n) + beta · C.
-
-    The tiled products (csrc/tiled_gemm.h) read B along its rows, so they take every
-    product but those with Bᵀ; the kernels below hand them a transposed copy instead.
-
-    BLAS is column-major, and a row-major matrix read column-major is its transpose. So
-    we ask BLAS for Cᵀ = op(B)ᵀ · op(A)ᵀ: the operands and the sizes m, n swap places,
-    the transpose flags stay with their operand, and lda, ldb, ldc are the row strides.
-    """
-    cdef char flag_a = b'T' if trans_a else b'N'
-    cdef char flag_b = b'T' if trans_b else b'N'
-    cdef Py_ssize_t a_rs = 1 if trans_a else lda
-    cdef Py_ssize_t a_cs = lda if trans_a else 1
-    if tiled and not trans_b:
-        if floating is float:
-            mt_gemm_f32(m, n, k, alpha, a, a_rs, a_cs, b, ldb, beta, c, ldc)
-        else:
-            mt_gemm_f64(m, n, k, alpha, a, a_rs, a_cs, b, ldb, beta, c, ldc)
-    elif floating is float:
-        sgemm(&flag_b, &flag_a, &n, &m, &k, &alpha, <float *> b, &ldb, <float *> a, &lda,
-              &beta, c, &ldc)
-    else:
-        dgemm(&flag_b, &flag_a, &n, &m, &k, &alpha, <double *> b, &ldb, <double *> a, &lda,
-              &beta, c, &ldc)
-
-
-cdef inline const floating *rows_of_transpose(const floating *x, int ldx, int rows, int cols,
-                                              floating *scratch, int *ld) noexcept nogil:
-    """Xᵀ (cols, rows) for a product that needs it: a transposed copy in scratch (row
-    stride `rows`) for the tiled products; for BLAS, x itself (stride ldx), read with 'T'."""
-    if not tiled:
-        ld[0] = ldx
-        return x
-    if floating is float:
-        mt_transpose_f32(rows, cols, x, ldx, scratch, rows)
-    else:
-        mt_transpose_f64(rows, cols, x, ldx, scratch, rows)
-    ld[0] = rows
+cdef inline const floating *transposed(const floating *x, int ldx, int rows, int cols,
+                                       floating *scratch) noexcept nogil:
+    """Xᵀ (cols, rows), row stride `rows`, copied into scratch: x (rows, cols) has row stride ldx."""
+    transpose(rows, cols, x, ldx, scratch, rows)
     return scratch
-
-
-cdef inline const floating *key_block(const floating *keys, int ld, int s0) noexcept nogil:
-    """Keys s0, s0 + 1, … of what rows_of_transpose gave: columns of the transposed copy
-    for the tiled products, rows of the original (read with 'T') for BLAS."""
-    return keys + s0 if tiled else keys + s0 * ld
 
 
 # --- the plain kernels: one (b, h) problem, P stored ---------------------------------------
@@ -201,16 +134,16 @@ cdef void forward_head(const floating *q, int ldq, const floating *k, int ldk,
     from the product that makes them to the product that uses them. k_t is scratch for
     kᵀ (Dh, S).
     """
-    cdef int block, t0, Tb, t, ldk_t
+    cdef int block, t0, Tb, t
     cdef floating *row
     cdef const floating *mask_row = NULL
     cdef floating row_max, row_sum
-    cdef const floating *keys = rows_of_transpose(k, ldk, S, Dh, k_t, &ldk_t)  # kᵀ, or k for BLAS
+    cdef const floating *keys = transposed(k, ldk, S, Dh, k_t)  # kᵀ (Dh, S)
     for block in range((T + row_block - 1) // row_block):
         t0 = block * row_block
         Tb = min(row_block, T - t0)
         # pass 1: scores = scale · Q·Kᵀ, written straight into probs, which they become
-        gemm(False, not tiled, Tb, S, Dh, scale, q + t0 * ldq, ldq, keys, ldk_t,
+        gemm(False, Tb, S, Dh, scale, q + t0 * ldq, ldq, keys, S,
              <floating> 0, probs + t0 * S, S)  # (Tb, S)
         # passes 2 and 3, one row at a time while it is in cache: mask and max, exp and sum, divide
         for t in range(t0, t0 + Tb):
@@ -225,7 +158,7 @@ cdef void forward_head(const floating *q, int ldq, const floating *k, int ldk,
             row_sum = exp_sum(row, S, row_max)  # ≥ 1: the maximum contributes exp(0)
             scale_row(row, S, 1 / row_sum)
         # pass 4: the weighted average of the values
-        gemm(False, False, Tb, Dh, S, <floating> 1, probs + t0 * S, S, v, ldv,
+        gemm(False, Tb, Dh, S, <floating> 1, probs + t0 * S, S, v, ldv,
              <floating> 0, out + t0 * Dh, Dh)  # (Tb, Dh)
 
 
@@ -244,17 +177,17 @@ cdef void backward_head(const floating *dout, int lddo, const floating *q, int l
     (beta = 1 after the first). Scratch: dscores (row_block, S), v_t for vᵀ (Dh, S).
     dq, dk, dv are dense (row stride Dh).
     """
-    cdef int block, t0, Tb, t, ldv_t
+    cdef int block, t0, Tb, t
     cdef floating row_dot, beta
-    cdef const floating *values = rows_of_transpose(v, ldv, S, Dh, v_t, &ldv_t)  # vᵀ, or v for BLAS
+    cdef const floating *values = transposed(v, ldv, S, Dh, v_t)  # vᵀ (Dh, S)
     for block in range((T + row_block - 1) // row_block):
         t0 = block * row_block
         Tb = min(row_block, T - t0)
         beta = 0 if block == 0 else 1
         # in the forward pass this was: out = probs · v
-        gemm(True, False, S, Dh, Tb, <floating> 1, probs + t0 * ldp, ldp, dout + t0 * lddo, lddo,
+        gemm(True, S, Dh, Tb, <floating> 1, probs + t0 * ldp, ldp, dout + t0 * lddo, lddo,
              beta, dv, Dh)  # (S, Dh)
-        gemm(False, not tiled, Tb, S, Dh, <floating> 1, dout + t0 * lddo, lddo, values, ldv_t,
+        gemm(False, Tb, S, Dh, <floating> 1, dout + t0 * lddo, lddo, values, S,
              <floating> 0, dscores, S)  # dP (Tb, S)
         # in the forward pass this was: probs = softmax(scores); one row-sum replaces the
         # Jacobian, and masked entries, where probs = 0, get dS = 0: the mask needs no backward
@@ -262,23 +195,24 @@ cdef void backward_head(const floating *dout, int lddo, const floating *q, int l
             row_dot = dot(dscores + t * S, probs + (t0 + t) * ldp, S)
             softmax_backward_row(probs + (t0 + t) * ldp, dscores + t * S, S, row_dot)  # dS (Tb, S)
         # in the forward pass this was: scores = scale · q · kᵀ
-        gemm(False, False, Tb, Dh, S, scale, dscores, S, k, ldk, <floating> 0, dq + t0 * Dh, Dh)  # (Tb, Dh)
-        gemm(True, False, S, Dh, Tb, scale, dscores, S, q + t0 * ldq, ldq, beta, dk, Dh)  # (S, Dh)
+        gemm(False, Tb, Dh, S, scale, dscores, S, k, ldk, <floating> 0, dq + t0 * Dh, Dh)  # (Tb, Dh)
+        gemm(True, S, Dh, Tb, scale, dscores, S, q + t0 * ldq, ldq, beta, dk, Dh)  # (S, Dh)
 
 
 # --- the blocked kernels: P never stored ---------------------------------------------------
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef void forward_query_block(const floating *q, int ldq, const floating *keys, int ldkeys,
+cdef void forward_query_block(const floating *q, int ldq, const floating *k_t,
                               const floating *v, int ldv,
                               const floating *mask, Py_ssize_t mask_stride_t,
                               floating *out, floating *logsumexp,
                               int Tb, int S, int Dh, int block_size, floating scale,
                               floating *weights, floating *row_max, floating *row_sum) noexcept nogil:
-    """One query block: q (Tb, Dh), k, v (S, Dh) -> out (Tb, Dh) (row stride Dh), logsumexp (Tb,).
+    """One query block: q (Tb, Dh), kᵀ (Dh, S), v (S, Dh) -> out (Tb, Dh) (row stride Dh),
+    logsumexp (Tb,).
 
-    keys is kᵀ or k, as rows_of_transpose gives them (see key_block). Scratch: weights
+    k_t is the transposed copy of k, row stride S. Scratch: weights
     (Tb, block_size), row_max (Tb,), row_sum (Tb,). Until the last key block, the rows of
     out hold acc, the running sum of exp(s − m)·v.
     """
@@ -297,7 +231,7 @@ cdef void forward_query_block(const floating *q, int ldq, const floating *keys, 
         # adds nothing: skip its matrix products
         if mask != NULL and not block_has_allowed(mask + s0, mask_stride_t, Tb, Sb):
             continue
-        gemm(False, not tiled, Tb, Sb, Dh, scale, q, ldq, key_block(keys, ldkeys, s0), ldkeys,
+        gemm(False, Tb, Sb, Dh, scale, q, ldq, k_t + s0, S,
              <floating> 0, weights, block_size)  # scores (Tb, Sb)
         for t in range(Tb):
             row = weights + t * block_size
@@ -316,7 +250,7 @@ cdef void forward_query_block(const floating *q, int ldq, const floating *keys, 
                 scale_row(out + t * Dh, Dh, rescale)
             row_max[t] = new_max
         # acc += exp(S_j − m) · V_j
-        gemm(False, False, Tb, Dh, Sb, <floating> 1, weights, block_size, v + s0 * ldv, ldv,
+        gemm(False, Tb, Dh, Sb, <floating> 1, weights, block_size, v + s0 * ldv, ldv,
              <floating> 1, out, Dh)  # (Tb, Dh)
     for t in range(Tb):
         if row_sum[t] > 0:
@@ -339,17 +273,17 @@ cdef void backward_head_blocked(const floating *dout, int lddo, const floating *
     """One (b, h) problem -> dq (T, Dh), dk, dv (S, Dh), dense (row stride Dh) and zeroed.
 
     Scratch: probs and dscores (block_size, block_size), row_dot (T,), k_t and v_t for
-    kᵀ and vᵀ (Dh, S) when the products are tiled.
+    kᵀ and vᵀ (Dh, S).
     """
-    cdef int key_index, query_block, s0, t0, Sb, Tb, t, ldkeys, ldvalues
+    cdef int key_index, query_block, s0, t0, Sb, Tb, t
     cdef floating *row
     cdef const floating *mask_block = NULL
     cdef const floating *mask_row = NULL
     # D = rowsum(dO ⊙ O) stands in for rowsum(dP ⊙ P), which would need a whole row of P
     for t in range(T):
         row_dot[t] = dot(dout + t * lddo, out + t * ldo, Dh)
-    cdef const floating *keys = rows_of_transpose(k, ldk, S, Dh, k_t, &ldkeys)  # kᵀ or k
-    cdef const floating *values = rows_of_transpose(v, ldv, S, Dh, v_t, &ldvalues)  # vᵀ or v
+    cdef const floating *keys = transposed(k, ldk, S, Dh, k_t)  # kᵀ (Dh, S)
+    cdef const floating *values = transposed(v, ldv, S, Dh, v_t)  # vᵀ (Dh, S)
     for key_index in range((S + block_size - 1) // block_size):
         s0 = key_index * block_size
         Sb = min(block_size, S - s0)
@@ -362,8 +296,7 @@ cdef void backward_head_blocked(const floating *dout, int lddo, const floating *
                     continue
             # in the forward pass this was: weights = exp(scores − m), divided by l at the end;
             # exp(scores − L) is both steps at once
-            gemm(False, not tiled, Tb, Sb, Dh, scale, q + t0 * ldq, ldq,
-                 key_block(keys, ldkeys, s0), ldkeys,
+            gemm(False, Tb, Sb, Dh, scale, q + t0 * ldq, ldq, keys + s0, S,
                  <floating> 0, probs, block_size)  # scores (Tb, Sb)
             for t in range(Tb):
                 row = probs + t * block_size
@@ -375,18 +308,17 @@ cdef void backward_head_blocked(const floating *dout, int lddo, const floating *
                 mask_and_max(row, mask_row, Sb)
                 exp_sum(row, Sb, logsumexp[t0 + t])  # P (Tb, Sb)
             # in the forward pass this was: acc += weights · V_j
-            gemm(True, False, Sb, Dh, Tb, <floating> 1, probs, block_size, dout + t0 * lddo, lddo,
+            gemm(True, Sb, Dh, Tb, <floating> 1, probs, block_size, dout + t0 * lddo, lddo,
                  <floating> 1, dv + s0 * Dh, Dh)  # (Sb, Dh)
-            gemm(False, not tiled, Tb, Sb, Dh, <floating> 1, dout + t0 * lddo, lddo,
-                 key_block(values, ldvalues, s0), ldvalues,
+            gemm(False, Tb, Sb, Dh, <floating> 1, dout + t0 * lddo, lddo, values + s0, S,
                  <floating> 0, dscores, block_size)  # dP (Tb, Sb)
             for t in range(Tb):
                 softmax_backward_row(probs + t * block_size, dscores + t * block_size, Sb,
                                      row_dot[t0 + t])  # dS (Tb, Sb)
             # in the forward pass this was: scores = scale · Q_i · K_jᵀ
-            gemm(False, False, Tb, Dh, Sb, scale, dscores, block_size, k + s0 * ldk, ldk,
+            gemm(False, Tb, Dh, Sb, scale, dscores, block_size, k + s0 * ldk, ldk,
                  <floating> 1, dq + t0 * Dh, Dh)  # (Tb, Dh)
-            gemm(True, False, Sb, Dh, Tb, scale, dscores, block_size, q + t0 * ldq, ldq,
+            gemm(True, Sb, Dh, Tb, scale, dscores, block_size, q + t0 * ldq, ldq,
                  <floating> 1, dk + s0 * Dh, Dh)  # (Sb, Dh)
 
 
@@ -412,7 +344,7 @@ cdef inline const floating *head_mask(AdditiveMask mask, int b, int h, floating 
 
 
 cdef inline int row_stride(Py_ssize_t stride_bytes, Py_ssize_t itemsize, int rows, int cols) noexcept nogil:
-    """BLAS's leading dimension of a (rows, cols) matrix; with one row any value ≥ cols will do."""
+    """The row stride of a (rows, cols) matrix, in elements; with one row any value ≥ cols will do."""
     return <int> (stride_bytes // itemsize) if rows > 1 else cols
 
 
@@ -487,12 +419,11 @@ cdef void forward_blocked_all(const floating[:, :, :, ::view.contiguous] q,
     cdef Py_ssize_t mask_stride_t = mask.stride_t // sizeof(floating)
     cdef floating scale = 1 / sqrt(<double> Dh)
     cdef int n_query_blocks = (T + block_size - 1) // block_size
-    cdef int item, b, h, t0, problem, ldkeys
+    cdef int item, b, h, t0, problem
     cdef floating *weights
     cdef floating *k_t
-    cdef const floating *keys
     cdef const floating *mask_block
-    cdef int[::1] transposed = np.full(n_threads, -1, dtype=np.intc)  # whose kᵀ each thread holds
+    cdef int[::1] holds = np.full(n_threads, -1, dtype=np.intc)  # whose kᵀ each thread holds
     # the work items are (b, h, query block), all independent, so all shared out at once
     for item in prange(B * H * n_query_blocks, nogil=True, schedule="static", num_threads=n_threads):
         problem = item // n_query_blocks
@@ -504,17 +435,11 @@ cdef void forward_blocked_all(const floating[:, :, :, ::view.contiguous] q,
             mask_block = mask_block + t0 * mask_stride_t
         weights = &scratch[threadid(), 0]  # then row_max and row_sum, block_size each, then kᵀ
         k_t = weights + block_size * block_size + 2 * block_size
-        if tiled:
-            # a thread's items are consecutive, so mostly of one problem: kᵀ is made once for them
-            if transposed[threadid()] != problem:
-                rows_of_transpose(&k[b, h, 0, 0], ldk, S, Dh, k_t, &ldkeys)
-                transposed[threadid()] = problem
-            keys = k_t
-            ldkeys = S
-        else:
-            keys = &k[b, h, 0, 0]  # BLAS reads k with its transpose flag
-            ldkeys = ldk
-        forward_query_block(&q[b, h, t0, 0], ldq, keys, ldkeys, &v[b, h, 0, 0], ldv,
+        # a thread's items are consecutive, so mostly of one problem: kᵀ is made once for them
+        if holds[threadid()] != problem:
+            transposed(&k[b, h, 0, 0], ldk, S, Dh, k_t)
+            holds[threadid()] = problem
+        forward_query_block(&q[b, h, t0, 0], ldq, k_t, &v[b, h, 0, 0], ldv,
                             mask_block, mask_stride_t, &out[b, h, t0, 0], &logsumexp[b, h, t0],
                             min(block_size, T - t0), S, Dh, block_size, scale,
                             weights, weights + block_size * block_size,
@@ -548,7 +473,7 @@ cdef void backward_blocked_all(const floating[:, :, :, ::view.contiguous] dout,
     for problem in prange(B * H, nogil=True, schedule="static", num_threads=n_threads):
         b = problem // H
         h = problem % H
-        # probs, dscores (block_size² each), row_dot (T), then kᵀ and vᵀ (Dh, S) if tiled
+        # probs, dscores (block_size² each), row_dot (T), then kᵀ and vᵀ (Dh, S)
         tiles = &scratch[threadid(), 0]
         backward_head_blocked(&dout[b, h, 0, 0], lddo, &q[b, h, 0, 0], ldq, &k[b, h, 0, 0], ldk,
                               &v[b, h, 0, 0], ldv, &out[b, h, 0, 0], ldo, &logsumexp[b, h, 0],
@@ -562,28 +487,6 @@ cdef void backward_blocked_all(const floating[:, :, :, ::view.contiguous] dout,
 
 
 # --- the Python entry points: check, prepare, allocate, call ------------------------------
-
-_blas_threads = None
-
-
-def _blas_single_threaded(needed=True):
-    """A context in which BLAS runs on the calling thread only (a no-op unless needed).
-
-    The kernels are parallel already (OpenMP threads, one (b, h) problem each) and call
-    BLAS from inside those threads. A multithreaded OpenBLAS would start its own threads
-    on top of ours for every product above its threshold (64·64·64 and up): measured on 2
-    cores, the forward and backward at B=4, H=8, T=S=512 took 2.9 s instead of 0.09 s.
-    So while a kernel runs BLAS gets one thread (threadpoolctl sets it; ~10 µs a call),
-    and its setting is restored afterwards.
-    """
-    global _blas_threads
-    if not needed:
-        return contextlib.nullcontext()
-    if _blas_threads is None:
-        # made on first use, when SciPy's BLAS (imported by this module) is loaded
-        _blas_threads = ThreadpoolController()
-    return _blas_threads.limit(limits=1, user_api="blas")
-
 
 def max_threads():
     """The number of OpenMP threads the kernels use (OMP_NUM_THREADS; 1 without OpenMP)."""
@@ -624,7 +527,7 @@ def _common_dtype(*arrays):
 def _rows_ready(x, dtype):
     """x (rank 4) as `dtype`, with a contiguous last axis and usable strides; copied only if not.
 
-    Each (b, h) slice goes to BLAS as a row-major matrix with a leading dimension, so the
+    Each (b, h) slice goes to the products as a row-major matrix with a row stride, so the
     batch and head axes may have any non-negative stride and the rows any stride at least
     a row long. Anything else (another dtype, a reversed or overlapping view, a strided
     last axis, unaligned data) is copied into a fresh C-contiguous array.
@@ -667,62 +570,64 @@ cdef AdditiveMask _additive_mask(object mask, tuple shape, object dtype, list ke
     return view
 
 
-# Rows of queries the plain kernels take at once with the tiled products: a block of
-# scores (rows, S) of at most this many bytes, so that it stays in the core's L2 cache
-# between the product that makes it and the one that reads it. BLAS takes all T rows at
-# once: it copies its operands anyway, and smaller calls measured slower.
+# Rows of queries the plain kernels take at once: a block of scores (rows, S) of at most
+# this many bytes, so that it stays in the core's L2 cache between the product that makes
+# it and the one that reads it.
 ROW_BLOCK_BYTES = 128 * 1024
 
 
 def _row_block(T, S, itemsize):
     """How many query rows the plain kernels take at once (see ROW_BLOCK_BYTES)."""
-    if not tiled:
-        return max(1, T)
     return max(1, min(T, ROW_BLOCK_BYTES // max(1, S * itemsize)))
 
 
-def tiled_products_available():
-    """True when this CPU runs the tiled products of csrc/tiled_gemm.h (it has AVX-512)."""
-    return bool(mt_tiled_gemm_supported())
+# --- the instruction-set paths (csrc/kernels.h) --------------------------------------------
+
+ISA_NAMES = tuple(kernels.mt_isa_names[i].decode() for i in range(kernels.MT_ISA_COUNT))
 
 
-def tiled_products_used():
-    """True when the kernels' products are the tiled ones now, False when they are BLAS."""
-    return bool(tiled)
+def _isa_supported():
+    """The names of the paths this build has and this CPU runs, best last."""
+    order = ("baseline", "neon", "avx2", "avx512")
+    return tuple(name for name in order if kernels.mt_isa_supported(ISA_NAMES.index(name)))
 
 
-def use_tiled_products(flag):
-    """Switch the kernels' products between the tiled ones (True) and BLAS (False).
-
-    For tests and benchmarks, which compare the two; the default is the tiled products
-    wherever the CPU runs them. Asking for them on a CPU without AVX-512 is an error."""
-    global tiled
-    if flag and not mt_tiled_gemm_supported():
-        raise RuntimeError("the tiled products need a CPU with AVX-512 (x86-64); this one has none")
-    tiled = bool(flag)
+def _isa_select(name):
+    """Use path `name` (one of _isa_supported()) from now on, in this module."""
+    if kernels.mt_isa_select(ISA_NAMES.index(name)) != 0:
+        raise ValueError(f"the instruction-set path {name!r} cannot run on this CPU")
 
 
+def _isa_active():
+    """The name of the path in use, and its float32 tile: (name, rows, columns)."""
+    active = kernels.mt_active
+    return ISA_NAMES[active.isa], active.tile_rows, active.tile_vectors * active.lanes_f32
+
+
+kernels.mt_isa_select(kernels.mt_isa_best())
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def fma_peak_gflops(n_threads=None, steps=20_000_000, repeats=3):
-    """The CPU's float32 peak, in GFLOP/s: AVX-512 multiply-adds in registers on n_threads
-    OpenMP threads at once (default: the kernels' threads), best of `repeats`.
+    """The CPU's float32 peak on the path in use, in GFLOP/s: multiply-adds in vector
+    registers on n_threads OpenMP threads at once (default: the kernels' threads), best
+    of `repeats`.
 
-    The benchmarks divide by it. It is an upper bound for any matrix product; the BLAS
-    that NumPy ships may reach half of it, where it runs AVX2 code on an AVX-512 CPU.
-    None on a CPU without AVX-512."""
-    if not mt_tiled_gemm_supported():
-        return None
+    The benchmarks divide by it. It is an upper bound for any matrix product on that path."""
     cdef int threads = mt_max_threads() if n_threads is None else int(n_threads)
     cdef long n = steps
     cdef int i
     cdef float[::1] results = np.zeros(threads, dtype=np.float32)  # kept, so the loops run
+    lanes = kernels.mt_active.lanes_f32
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         with nogil:
             for i in prange(threads, schedule="static", num_threads=threads):
-                results[i] = mt_fma_steps(n)
+                results[i] = fma_steps(n)
         best = min(best, time.perf_counter() - start)
-    return 384.0 * n * threads / best / 1e9
+    return 12 * 2 * lanes * n * threads / best / 1e9
 
 
 def _block_size_checked(block_size):
@@ -749,12 +654,11 @@ def attention_forward(q, k, v, mask=None):
         return np.zeros_like(out), np.zeros_like(probs)
     cdef int n_threads = min(mt_max_threads(), B * H)  # no more threads than problems
     cdef int row_block = _row_block(T, S, probs.itemsize)
-    scratch = np.empty((n_threads, Dh * S if tiled else 1), dtype=dtype)  # kᵀ per thread
-    with _blas_single_threaded(needed=not tiled):
-        if dtype == np.float32:
-            forward_all[float](q, k, v, additive_mask, probs, out, scratch, row_block, n_threads)
-        else:
-            forward_all[double](q, k, v, additive_mask, probs, out, scratch, row_block, n_threads)
+    scratch = np.empty((n_threads, Dh * S), dtype=dtype)  # kᵀ per thread
+    if dtype == np.float32:
+        forward_all[float](q, k, v, additive_mask, probs, out, scratch, row_block, n_threads)
+    else:
+        forward_all[double](q, k, v, additive_mask, probs, out, scratch, row_block, n_threads)
     return out, probs
 
 
@@ -777,20 +681,19 @@ def attention_backward(dout, q, k, v, probs):
     cdef int n_threads = min(mt_max_threads(), B * H)  # no more threads than problems
     cdef int row_block = _row_block(T, S, dq.itemsize)
     # per thread: one block of dS (row_block, S), then vᵀ (Dh, S)
-    scratch = np.empty((n_threads, (row_block + (Dh if tiled else 0)) * S), dtype=dtype)
-    with _blas_single_threaded(needed=not tiled):
-        if dtype == np.float32:
-            backward_all[float](dout, q, k, v, probs, dq, dk, dv, scratch, row_block, n_threads)
-        else:
-            backward_all[double](dout, q, k, v, probs, dq, dk, dv, scratch, row_block, n_threads)
+    scratch = np.empty((n_threads, (row_block + Dh) * S), dtype=dtype)
+    if dtype == np.float32:
+        backward_all[float](dout, q, k, v, probs, dq, dk, dv, scratch, row_block, n_threads)
+    else:
+        backward_all[double](dout, q, k, v, probs, dq, dk, dv, scratch, row_block, n_threads)
     return dq, dk, dv
 
 
 def attention_forward_blocked(q, k, v, mask=None, block_size=64):
     """q (B, H, T, Dh), k, v (B, H, S, Dh), mask ~(B, H, T, S) bool or None
     -> out (B, H, T, Dh), logsumexp (B, H, T) (−∞ on rows with every key masked).
-    Memory: the outputs plus, per thread, one (block_size, block_size) tile and, with the
-    tiled products, kᵀ (Dh, S): linear in T and S."""
+    Memory: the outputs plus, per thread, one (block_size, block_size) tile and kᵀ (Dh, S):
+    linear in T and S."""
     block_size = _block_size_checked(block_size)
     q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
     _check_shapes(q, k, v)
@@ -806,14 +709,12 @@ def attention_forward_blocked(q, k, v, mask=None, block_size=64):
         return out, logsumexp
     cdef int n_threads = min(mt_max_threads(), B * H * ((T + block_size - 1) // block_size))
     # per thread: one (block, block) tile of weights, then the running max and sum per row,
-    # then kᵀ (Dh, S) for the tiled products
-    scratch = np.empty((n_threads, block_size * block_size + 2 * block_size + (Dh * S if tiled else 0)),
-                       dtype=dtype)
-    with _blas_single_threaded():
-        if dtype == np.float32:
-            forward_blocked_all[float](q, k, v, additive_mask, out, logsumexp, block_size, scratch, n_threads)
-        else:
-            forward_blocked_all[double](q, k, v, additive_mask, out, logsumexp, block_size, scratch, n_threads)
+    # then kᵀ (Dh, S)
+    scratch = np.empty((n_threads, block_size * block_size + 2 * block_size + Dh * S), dtype=dtype)
+    if dtype == np.float32:
+        forward_blocked_all[float](q, k, v, additive_mask, out, logsumexp, block_size, scratch, n_threads)
+    else:
+        forward_blocked_all[double](q, k, v, additive_mask, out, logsumexp, block_size, scratch, n_threads)
     return out, logsumexp
 
 
@@ -841,14 +742,12 @@ def attention_backward_blocked(dout, q, k, v, out, logsumexp, mask=None, block_s
         return dq, dk, dv
     cdef int n_threads = min(mt_max_threads(), B * H)
     # per thread: two (block, block) tiles (P and dS), then D = rowsum(dO ⊙ O) for one head,
-    # then kᵀ and vᵀ (Dh, S) for the tiled products
-    scratch = np.empty((n_threads, 2 * block_size * block_size + T + (2 * Dh * S if tiled else 0)),
-                       dtype=dtype)
-    with _blas_single_threaded():
-        if dtype == np.float32:
-            backward_blocked_all[float](dout, q, k, v, out, logsumexp, additive_mask, dq, dk, dv,
-                                        block_size, scratch, n_threads)
-        else:
-            backward_blocked_all[double](dout, q, k, v, out, logsumexp, additive_mask, dq, dk, dv,
-                                         block_size, scratch, n_threads)
+    # then kᵀ and vᵀ (Dh, S)
+    scratch = np.empty((n_threads, 2 * block_size * block_size + T + 2 * Dh * S), dtype=dtype)
+    if dtype == np.float32:
+        backward_blocked_all[float](dout, q, k, v, out, logsumexp, additive_mask, dq, dk, dv,
+                                    block_size, scratch, n_threads)
+    else:
+        backward_blocked_all[double](dout, q, k, v, out, logsumexp, additive_mask, dq, dk, dv,
+                                     block_size, scratch, n_threads)
     return dq, dk, dv

@@ -1,4 +1,4 @@
-"""Fused row kernels for the loss and LayerNorm, compiled: OpenMP over rows, SIMD within.
+"""Fused row kernels for the loss, LayerNorm and dropout, compiled: OpenMP over rows, SIMD within.
 
 Size letters: N rows (B·T flattened), V vocabulary, D model width.
 
@@ -26,6 +26,12 @@ LayerNorm over the last axis: the reference's math, and the reference's cache
 The two column sums of the backward are taken per thread (each thread its own (D,)
 partial sums, over a fixed static share of the rows) and then added, so results do not
 depend on timing.
+
+Dropout, fused: one pass draws the mask from the counter-based generator of
+minitransformer/layers/dropout.py (the same bits, csrc/kernels.h: mt_dropout_bits) and
+writes both the scaled output and the mask; the backward is one masked scale:
+
+    keep_i = bits(key, i) ≥ round(p · 2^24),   y = x ⊙ keep / (1 − p),   dx = dy ⊙ keep / (1 − p)
 """
 
 cimport cython
@@ -34,7 +40,10 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt
 from libc.string cimport memcpy, memset
 
-from simd_rows cimport dot, exp_sum, log_, mask_and_max, row_sum, scale_row
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+
+from kernels cimport dot, dropout, exp_sum, log_, mask_and_max, masked_scale, row_sum, scale_row
+cimport kernels
 
 import numpy as np
 
@@ -244,3 +253,88 @@ def layernorm_backward(dy, cache):
             layernorm_backward_rows[double](dy_rows, x_hat_rows, inv_std_rows, gamma_c,
                                             dx, partial_dgamma, partial_dbeta, n_threads)
     return dx.reshape(dy.shape), partial_dgamma.sum(axis=0), partial_dbeta.sum(axis=0)
+
+
+# --- dropout -------------------------------------------------------------------------------
+
+# elements per work item: the threads share a tensor out in chunks this long
+DEF_DROPOUT_CHUNK = 1 << 16
+cdef int64_t DROPOUT_CHUNK = DEF_DROPOUT_CHUNK
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+cdef void dropout_chunks(const floating[::1] x, floating[::1] y, uint8_t[::1] keep, uint64_t key,
+                         uint32_t threshold, floating scale, int n_threads) noexcept:
+    """x (N,) -> y (N,), keep (N,): every chunk draws its own elements' bits."""
+    cdef int64_t N = x.shape[0]
+    cdef int64_t n_chunks = (N + DROPOUT_CHUNK - 1) // DROPOUT_CHUNK
+    cdef int64_t chunk, first
+    for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        first = chunk * DROPOUT_CHUNK
+        dropout(&x[first], &y[first], &keep[first], first, min(<int64_t> DROPOUT_CHUNK, N - first),
+                key, threshold, scale)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+cdef void masked_scale_chunks(const floating[::1] dy, const uint8_t[::1] keep, floating[::1] dx,
+                              floating scale, int n_threads) noexcept:
+    cdef int64_t N = dy.shape[0]
+    cdef int64_t n_chunks = (N + DROPOUT_CHUNK - 1) // DROPOUT_CHUNK
+    cdef int64_t chunk, first
+    for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        first = chunk * DROPOUT_CHUNK
+        masked_scale(&dy[first], &keep[first], &dx[first], min(<int64_t> DROPOUT_CHUNK, N - first), scale)
+
+
+def dropout_mask_forward(x, key, threshold, scale):
+    """x (any shape) float32/float64, the call's key (uint64), threshold (< 2^24), scale
+    -> y (same shape), keep (same shape, bool): the fused kernel behind the Cython
+    backend's dropout_forward (minitransformer/layers/dropout.py explains the generator)."""
+    x = np.asarray(x)
+    if x.dtype != np.float32 and x.dtype != np.float64:
+        raise ValueError(f"the Cython dropout kernel takes float32 or float64 arrays, got {x.dtype}")
+    if x.size >= 1 << 32:
+        raise ValueError(f"the dropout generator numbers elements with 32 bits; {x.size} is too many")
+    flat = np.ascontiguousarray(x).reshape(-1)  # (N,)
+    y = np.empty_like(flat)  # (N,)
+    keep = np.empty(flat.shape, dtype=np.uint8)  # (N,)
+    if flat.size:
+        n_threads = min(ops_max_threads(), (flat.size + DROPOUT_CHUNK - 1) // DROPOUT_CHUNK)
+        if x.dtype == np.float32:
+            dropout_chunks[float](flat, y, keep, key, threshold, scale, n_threads)
+        else:
+            dropout_chunks[double](flat, y, keep, key, threshold, scale, n_threads)
+    return y.reshape(x.shape), keep.view(np.bool_).reshape(x.shape)
+
+
+def dropout_mask_backward(dy, keep, scale):
+    """dy, keep (same shape) -> dx = dy ⊙ keep · scale."""
+    dy = np.asarray(dy)
+    if dy.dtype != np.float32 and dy.dtype != np.float64:
+        raise ValueError(f"the Cython dropout kernel takes float32 or float64 arrays, got {dy.dtype}")
+    if keep.shape != dy.shape:
+        raise ValueError(f"dy has shape {dy.shape}, the forward's mask has {keep.shape}")
+    flat = np.ascontiguousarray(dy).reshape(-1)  # (N,)
+    keep_flat = np.ascontiguousarray(keep).reshape(-1).view(np.uint8)  # (N,)
+    dx = np.empty_like(flat)  # (N,)
+    if flat.size:
+        n_threads = min(ops_max_threads(), (flat.size + DROPOUT_CHUNK - 1) // DROPOUT_CHUNK)
+        if dy.dtype == np.float32:
+            masked_scale_chunks[float](flat, keep_flat, dx, scale, n_threads)
+        else:
+            masked_scale_chunks[double](flat, keep_flat, dx, scale, n_threads)
+    return dx.reshape(dy.shape)
+
+
+# --- the instruction-set path of this module (minitransformer/_ext/__init__.py chooses) ---
+
+def _isa_select(index):
+    """Use path number `index` (csrc/kernels.h) from now on, in this module; False if it cannot run."""
+    return kernels.mt_isa_select(index) == 0
+
+
+kernels.mt_isa_select(kernels.mt_isa_best())

@@ -18,25 +18,31 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(scope="module", params=["tiled", "blas"])
-def kernel_products(request):
-    """Run a module's tests with the Cython kernels' tiled products, then with BLAS.
+def _isa_paths():
+    """Every instruction-set path of the compiled kernels that this CPU runs (csrc/kernels.h);
+    one placeholder when the extension is not built (its tests then skip themselves)."""
+    try:
+        from minitransformer import _ext
+    except ImportError:
+        return ["unbuilt"]
+    return list(_ext.isa_paths()) or ["unbuilt"]
 
-    A module asks for it with `pytestmark = pytest.mark.usefixtures("kernel_products")`.
-    The tiled run skips, saying why, on a CPU without AVX-512; without the extension
-    built, the tests skip themselves."""
-    from minitransformer.backends import cython_backend
 
-    if cython_backend.unavailable_reason() is not None:
+@pytest.fixture(scope="module", params=_isa_paths())
+def isa_path(request):
+    """Run a module's tests on every instruction-set path this CPU supports (baseline,
+    avx2, avx512, neon), the compiled kernels switched to it for the module's duration.
+
+    A module asks for it with `pytestmark = pytest.mark.usefixtures("isa_path")`. No path
+    is skipped: a path the CPU cannot run is not listed, and every CPU runs the baseline."""
+    if request.param == "unbuilt":
         yield request.param
         return
-    from minitransformer._ext import attention as kernels
+    from minitransformer import _ext
 
-    if request.param == "tiled" and not kernels.tiled_products_available():
-        pytest.skip("the tiled products need a CPU with AVX-512; this one has none")
-    chosen = kernels.tiled_products_used()
-    kernels.use_tiled_products(request.param == "tiled")
+    chosen = _ext.isa_used()
+    _ext.use_isa(request.param)
     try:
         yield request.param
     finally:
-        kernels.use_tiled_products(chosen)
+        _ext.use_isa(chosen)

@@ -24,7 +24,7 @@ from minitransformer.gradcheck import assert_errors_below, check_layer
 from minitransformer.layers import attention as reference
 from minitransformer.layers.blocked_attention import blocked_attention_backward, blocked_attention_forward
 
-pytestmark = pytest.mark.usefixtures("kernel_products")  # the compiled ones: tiled, then BLAS
+pytestmark = pytest.mark.usefixtures("isa_path")  # the compiled ones: on every path this CPU runs
 from test_cython_backend import rounding_scales, scaled_error  # one definition of the error measure
 
 TOLERANCES = {np.float32: 1e-5, np.float64: 1e-12}

@@ -17,10 +17,9 @@ which equals the relative error ‖a − b‖ / ‖b‖ wherever nothing cancels
 anywhere fails every comparison.
 
 Every test needs the compiled extension and skips, saying so, when it is not built
-(`make test` builds it). The kernels' matrix products are either the tiled AVX-512 ones
-(csrc/tiled_gemm.h) or BLAS; every test here runs with each,
-the tiled ones skipping with the reason on a CPU without AVX-512 (kernel_products in
-conftest.py).
+(`make test` builds it). Every test here runs once on each instruction-set path of the
+kernels (csrc/kernels.h) that this CPU supports: the portable micro-kernel compiled for
+the baseline, AVX2 + FMA, AVX-512 or NEON (isa_path in conftest.py).
 """
 
 import numpy as np
@@ -42,7 +41,7 @@ needs_extension = pytest.mark.skipif(
 )
 
 
-pytestmark = pytest.mark.usefixtures("kernel_products")  # every test: tiled, then BLAS
+pytestmark = pytest.mark.usefixtures("isa_path")  # every test, on every path this CPU runs
 
 TOLERANCES = {np.float32: 1e-5, np.float64: 1e-12}
 DTYPES = [pytest.param(dtype, id=dtype.__name__) for dtype in TOLERANCES]
@@ -363,44 +362,20 @@ def test_row_blocks_give_the_same_results(dtype, monkeypatch):
     itemsize = np.dtype(dtype).itemsize
     for rows in (1, 4, 7):
         monkeypatch.setattr(kernels, "ROW_BLOCK_BYTES", rows * 19 * itemsize)
-        if kernels.tiled_products_used():
-            assert kernels._row_block(25, 19, itemsize) == rows
+        assert kernels._row_block(25, 19, itemsize) == rows
         compare_with_reference(q, k, v, dout, mask, TOLERANCES[dtype])
 
 
 @needs_extension
-def test_tiled_products_switch():
-    """use_tiled_products switches between the tiled products and BLAS, and refuses the
-    tiled ones, saying why, on a CPU that cannot run them."""
+def test_fma_peak_is_measured_on_every_path():
+    """The benchmarks' peak: a positive, finite rate on the path in use, for one thread and
+    for two. (How the two compare is a matter of timing on shared cores, so it is the
+    benchmark's to report, not a test's to assert.)"""
     from minitransformer._ext import attention as kernels
 
-    chosen = kernels.tiled_products_used()
-    try:
-        kernels.use_tiled_products(False)
-        assert not kernels.tiled_products_used()
-        if kernels.tiled_products_available():
-            kernels.use_tiled_products(True)
-            assert kernels.tiled_products_used()
-        else:
-            with pytest.raises(RuntimeError, match="AVX-512"):
-                kernels.use_tiled_products(True)
-    finally:
-        kernels.use_tiled_products(chosen)
-
-
-@needs_extension
-def test_fma_peak_is_measured_where_avx512_runs():
-    """The benchmarks' peak: a positive rate where the tiled products can run, else None;
-    two threads reach more than one (each runs the same loop on its own core)."""
-    from minitransformer._ext import attention as kernels
-
-    one = kernels.fma_peak_gflops(n_threads=1, steps=200_000, repeats=2)
-    if not kernels.tiled_products_available():
-        assert one is None
-        return
-    assert 0 < one < 10_000  # GFLOP/s of one core: no known CPU is outside this
-    two = kernels.fma_peak_gflops(n_threads=2, steps=200_000, repeats=2)
-    assert two > one * 0.5  # not a speed test (the cores are shared); the count is per thread
+    for n_threads in (1, 2):
+        rate = kernels.fma_peak_gflops(n_threads=n_threads, steps=200_000, repeats=2)
+        assert 0 < rate < 10_000 * n_threads  # GFLOP/s per core: no known CPU is outside this
 
 
 @needs_extension

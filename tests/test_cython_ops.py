@@ -11,7 +11,8 @@ and 1e-12 in float64. The magnitudes used here:
     dx        (|dx̂| + |mean dx̂| + |x̂|ₘ·|mean(dx̂ ⊙ x̂)|) / √(σ² + ε),  dx̂ = dy ⊙ γ
     dγ, dβ    Σ_rows |dy|·|x̂|ₘ,  Σ_rows |dy|
 
-All tests skip, saying so, when the extension is not built.
+Every test runs on each instruction-set path the CPU supports (isa_path in conftest.py),
+and skips, saying so, when the extension is not built.
 """
 
 import numpy as np
@@ -25,10 +26,13 @@ from minitransformer.layers import layernorm as layernorm_reference
 from minitransformer.layers import loss as loss_reference
 from test_cython_backend import scaled_error  # one definition of the error measure
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(cython_backend, "layernorm_forward"),
-    reason="Cython ops kernels (csrc/ops.pyx) not built: run `make setup` or `pip install -e .`",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not hasattr(cython_backend, "layernorm_forward"),
+        reason="Cython ops kernels (csrc/ops.pyx) not built: run `make setup` or `pip install -e .`",
+    ),
+    pytest.mark.usefixtures("isa_path"),  # every test, on every instruction-set path this CPU runs
+]
 
 TOLERANCES = {np.float32: 1e-5, np.float64: 1e-12}
 DTYPES = [pytest.param(dtype, id=dtype.__name__) for dtype in TOLERANCES]
