@@ -16,7 +16,8 @@ Usage:
     model.params["decoder.layers.0.ffn.w_1"], model.grads["decoder.layers.0.ffn.w_1"]
 
 Shapes: src (B, S) and tgt_in / tgt_out (B, T) integer ids, padded with config.pad_id.
-``rng`` (a numpy.random.Generator) switches dropout on; ``rng=None`` is evaluation.
+``rng`` (a DropoutStream, or a numpy.random.Generator: see layers/dropout.py) switches
+dropout on; ``rng=None`` is evaluation.
 """
 
 import numpy as np
@@ -152,7 +153,7 @@ class Transformer:
         """ids (B, L) -> Dropout(Embed(ids)·√D + PE) (B, L, D)."""
         x, cache_embed = embedding_forward(ids, self.params[key])  # (B, L, D)
         x, _ = positional_forward(x, self.positional_table, offset)  # (B, L, D)
-        x, cache_drop = dropout_forward(x, self.config.dropout, rng)  # (B, L, D)
+        x, cache_drop = self._dropout()[0](x, self.config.dropout, rng)  # (B, L, D)
         return x, (cache_embed, cache_drop)
 
     def encode(self, src, rng=None):
@@ -218,18 +219,22 @@ class Transformer:
         add_into(grads, "decoder", decoder_grads)
         # in the forward pass this was: y = Dropout(Embed(tgt_in)·√D + PE)
         cache_embedding, cache_drop = cache_embed_tgt
-        dy = dropout_backward(dy, cache_drop)  # (B, T, D)
+        dy = self._dropout()[1](dy, cache_drop)  # (B, T, D)
         add_into(grads, "", {self.tgt_embed_key: embedding_backward(dy, cache_embedding, pad_id)})
         # the encoder stack
         dx, encoder_grads = encoder_backward(dmemory, cache_encoder)
         add_into(grads, "encoder", encoder_grads)
         cache_embedding, cache_drop = cache_embed_src
-        dx = dropout_backward(dx, cache_drop)  # (B, S, D)
+        dx = self._dropout()[1](dx, cache_drop)  # (B, S, D)
         add_into(grads, "", {self.src_embed_key: embedding_backward(dx, cache_embedding, pad_id)})
         self.input_grads = {"src": dx, "tgt": dy}
         for key, value in self.params.items():
             self.grads[key] = grads[key].astype(value.dtype, copy=False)
         return self.grads
+
+    def _dropout(self):
+        """Dropout: the backend's compiled pair, or layers/dropout.py (the same masks)."""
+        return compiled_or_reference(self.backend, "dropout", dropout_forward, dropout_backward)
 
     def _loss_functions(self):
         """The label-smoothed cross-entropy: the backend's compiled one, or layers/loss.py."""

@@ -63,6 +63,7 @@ from .checkpoint import (
 )
 from .configs import BUDGET_FIELDS, ConfigError, TrainConfig, get_config
 from .data import group_references, load_pairs, split_by_source
+from .layers.dropout import DropoutStream
 from .model import make_model
 from .optim import Adam, clip_grad_norm, noam_lr
 from .tokenizer import Tokenizer
@@ -282,8 +283,9 @@ class Trainer:
     def _build(self, resume):
         config = self.config
         model_config = config.model_config(self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size)
-        # the dropout stream: a child of the seed, independent of the initialization's
-        self.rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(1)[0])
+        # the dropout stream: counter-based (layers/dropout.py), keyed by a child of the seed,
+        # independent of the initialization's; the same masks on every backend
+        self.rng = DropoutStream(int(np.random.SeedSequence(config.seed).spawn(1)[0].generate_state(1, np.uint64)[0]))
         self.step, self.epoch, self.batch_index = 0, 0, 0
         self.elapsed_before = 0.0  # seconds trained by earlier processes of this run
         self.step_seconds = 0.0  # seconds inside training steps (for tokens/s)
@@ -310,7 +312,7 @@ class Trainer:
                 self.optimizer.load_state_dict(checkpoint["optimizer"], state["optimizer_step_count"])
                 self.step = state["step"]
                 self.epoch, self.batch_index = state["data_position"]["epoch"], state["data_position"]["batch"]
-                self.rng.bit_generator.state = state["rng"]["dropout"]
+                self._restore_dropout_stream(state["rng"]["dropout"])
                 self.elapsed_before = state["train_seconds"]
                 self.step_seconds = state["step_seconds"]
                 self.tokens_trained = state["tokens_trained"]
@@ -329,7 +331,7 @@ class Trainer:
             "epoch": self.epoch,
             # the next batch to train on: index into the batch order of that epoch
             "data_position": {"epoch": self.epoch, "batch": self.batch_index},
-            "rng": {"dropout": self.rng.bit_generator.state},
+            "rng": {"dropout": self.rng.state()},
             "train_config": self.config.to_dict(),
             "train_seconds": elapsed,
             "step_seconds": self.step_seconds,
@@ -410,12 +412,15 @@ class Trainer:
             return "minutes"
         return None
 
-    def _dropout_rng(self):
-        if self.model.xp is np:
-            return self.rng
-        # CuPy draws its masks on the GPU: a GPU generator seeded from the saved CPU
-        # stream, so that the CPU stream alone still determines the run
-        return self.model.xp.random.default_rng(int(self.rng.integers(2**63)))
+    def _restore_dropout_stream(self, saved):
+        """The stream from a checkpoint's state; a checkpoint from before the counter-based
+        stream (a NumPy bit-generator state) resumes with a fresh stream, and says so."""
+        if "bit_generator" in saved:
+            self.say("note: this checkpoint predates the counter-based dropout stream; training "
+                     "resumes with new dropout masks, so it will not repeat the uninterrupted run exactly")
+            self.rng = DropoutStream(self.rng.seed, calls=self.step)
+        else:
+            self.rng = DropoutStream.from_state(saved)
 
     def _last_good(self):
         if self.saved_at is None:
@@ -458,16 +463,16 @@ class Trainer:
                     batch_start = time.monotonic()
                     batch = self.batcher.make_batch(self.batcher.epoch_batches(self.epoch)[self.batch_index])
                     src, tgt_in, tgt_out = xp.asarray(batch.src), xp.asarray(batch.tgt_in), xp.asarray(batch.tgt_out)
-                    rng_before = self.rng.bit_generator.state  # restored if this step is interrupted
+                    rng_before = self.rng.state()  # restored if this step is interrupted
 
                     # lr: linear warmup, then 1/√step decay
                     lr = noam_lr(self.step + 1, config.d_model, config.warmup_steps, config.lr_factor)
 
                     # forward-backward: dropout on, label-smoothed cross-entropy; grads in model.grads
                     try:
-                        loss = model.loss_and_grads(src, tgt_in, tgt_out, config.label_smoothing, self._dropout_rng())
+                        loss = model.loss_and_grads(src, tgt_in, tgt_out, config.label_smoothing, self.rng)
                     except KeyboardInterrupt:
-                        self.rng.bit_generator.state = rng_before
+                        self.rng = DropoutStream.from_state(rng_before)
                         raise
                     if not math.isfinite(loss):
                         raise TrainingDiverged(

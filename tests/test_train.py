@@ -89,7 +89,7 @@ def assert_same_state(trainer, reference):
         np.testing.assert_array_equal(trainer.model.params[key], value, err_msg=key)
     for key, value in reference.optimizer.state_dict().items():
         np.testing.assert_array_equal(trainer.optimizer.state_dict()[key], value, err_msg=key)
-    assert trainer.rng.bit_generator.state == reference.rng.bit_generator.state
+    assert trainer.rng.state() == reference.rng.state()
 
 
 def test_losses_are_finite_and_fall(uninterrupted):
@@ -115,11 +115,25 @@ def test_resume_depends_on_the_saved_random_state(tiny_config, uninterrupted, tm
     first.train()
     record_path = tmp_path / "checkpoints" / "last.json"
     record = json.loads(record_path.read_text())
-    record["rng"]["dropout"] = np.random.default_rng(12345).bit_generator.state
+    record["rng"]["dropout"]["calls"] += 1  # one dropout call off
     record_path.write_text(json.dumps(record))
     second = make_trainer(tiny_config, tmp_path, resume=True)
     second.train()
     assert second.step_losses != uninterrupted.step_losses[3:]
+
+
+def test_resume_of_a_checkpoint_from_before_the_counter_based_stream(tiny_config, tmp_path, capsys):
+    """A checkpoint that saved a NumPy bit-generator state (before the dropout stream was
+    counter-based) still resumes, and says that its dropout masks start afresh."""
+    first = make_trainer(replace(tiny_config, max_steps=3), tmp_path)
+    first.train()
+    record_path = tmp_path / "checkpoints" / "last.json"
+    record = json.loads(record_path.read_text())
+    record["rng"]["dropout"] = np.random.default_rng(12345).bit_generator.state
+    record_path.write_text(json.dumps(record))
+    second = make_trainer(tiny_config, tmp_path, resume=True)
+    assert second.train() == "max_steps" and second.step == tiny_config.max_steps
+    assert "predates the counter-based dropout stream" in capsys.readouterr().out
 
 
 def test_resume_refuses_other_settings(tiny_config, tmp_path):

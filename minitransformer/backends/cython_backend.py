@@ -1,8 +1,10 @@
 """The Cython backend: the attention core compiled from csrc/attention.pyx, on the CPU.
 
 Same interface and same results as the NumPy reference (minitransformer/layers/attention.py)
-up to rounding, in float32 and float64, with OpenMP threads over batch × heads and BLAS for
-the matrix products. It also offers the blocked kernels, for long sequences:
+up to rounding, in float32 and float64, with OpenMP threads over batch × heads and one
+portable micro-kernel for the matrix products, compiled for every instruction set and
+chosen at run time (csrc/kernels.h; MINITRANSFORMER_ISA forces one). It also offers the
+blocked kernels, for long sequences:
 
     out, probs     = attention_forward(q, k, v, mask)
     dq, dk, dv     = attention_backward(dout, q, k, v, probs)
@@ -19,6 +21,8 @@ signatures (layers/loss.py, layers/layernorm.py); each forward goes with its own
     dlogits      = cross_entropy_backward(cache)      # computed by the forward, same pass
     y, cache     = layernorm_forward(x, gamma, beta, eps)
     dx, dgamma, dbeta = layernorm_backward(dy, cache)
+    y, cache     = dropout_forward(x, p, stream)      # the reference's masks and cache
+    dx           = dropout_backward(dy, cache)
 
 Threads: OMP_NUM_THREADS sets how many (default: one per core).
 """
@@ -29,6 +33,9 @@ from ..layers.attention import check_attention_inputs
 
 name = "cython"
 
+from .. import _ext
+from ..layers.dropout import DropoutCache, dropout_threshold, next_key
+
 try:
     from .._ext import attention as _kernels
 
@@ -37,11 +44,7 @@ except ImportError as error:  # not built, or built for another Python
     _kernels = None
     _import_error = error
 
-
-try:
-    from .._ext import ops as _ops
-except ImportError:
-    _ops = None
+_ops = _ext.ops
 
 if _ops is not None:
     cross_entropy_forward = _ops.cross_entropy_forward
@@ -49,9 +52,25 @@ if _ops is not None:
     layernorm_forward = _ops.layernorm_forward
     layernorm_backward = _ops.layernorm_backward
 
+    def dropout_forward(x, p, stream):
+        """The reference's dropout (same generator, same masks, same cache), in one fused pass."""
+        if stream is None or p == 0.0:
+            return x, None
+        scale = 1.0 / (1.0 - p)
+        y, keep = _ops.dropout_mask_forward(x, next_key(stream), dropout_threshold(p), scale)
+        return y, DropoutCache(keep, scale)
+
+    def dropout_backward(dy, cache):
+        """dx = dy ⊙ keep / (1 − p)."""
+        if cache is None:
+            return dy
+        return _ops.dropout_mask_backward(dy, cache.keep, cache.scale)
+
 
 def unavailable_reason():
     """None when the compiled kernels load; otherwise a sentence saying what to do."""
+    if _kernels is not None and _ext.isa_error:
+        return _ext.isa_error
     if _kernels is None:
         missing = getattr(_import_error, "name", None)
         if isinstance(_import_error, ModuleNotFoundError) and missing and not missing.startswith("minitransformer"):

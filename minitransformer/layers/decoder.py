@@ -40,7 +40,7 @@ def decoder_layer_forward(y, memory, params, config, self_mask, cross_mask, back
         return multihead_forward(h, memory, cross_attn, config.n_heads, cross_mask, backend)
 
     def feed_forward(h):
-        return feedforward_forward(h, ffn, config.dropout, rng)
+        return feedforward_forward(h, ffn, config.dropout, rng, backend)
 
     y, cache_self = residual_forward(y, causal_self_attention, subtree(params, "norm1"), **common)  # (B, T, D)
     y, cache_cross = residual_forward(y, cross_attention, subtree(params, "norm2"), **common)  # (B, T, D)

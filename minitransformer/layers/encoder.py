@@ -31,7 +31,7 @@ def encoder_layer_forward(x, params, config, mask, backend, rng):
         return multihead_forward(h, h, attn, config.n_heads, mask, backend)
 
     def feed_forward(h):
-        return feedforward_forward(h, ffn, config.dropout, rng)
+        return feedforward_forward(h, ffn, config.dropout, rng, backend)
 
     x, cache_attn = residual_forward(x, self_attention, subtree(params, "norm1"), **common)  # (B, S, D)
     x, cache_ffn = residual_forward(x, feed_forward, subtree(params, "norm2"), **common)  # (B, S, D)

@@ -14,7 +14,8 @@ parameter gradients), which is passed through.
 """
 
 from ..backends import compiled_or_reference
-from .dropout import dropout_backward, dropout_forward
+from .dropout import dropout_backward as reference_dropout_backward
+from .dropout import dropout_forward as reference_dropout_forward
 from .layernorm import layernorm_backward as reference_layernorm_backward
 from .layernorm import layernorm_forward as reference_layernorm_forward
 
@@ -22,10 +23,14 @@ from .layernorm import layernorm_forward as reference_layernorm_forward
 def residual_forward(x, sublayer, norm, pre_norm, dropout, rng, eps=1e-5, backend=None):
     """x (B, T, D), norm {gamma, beta} -> y (B, T, D).
 
-    ``backend`` may bring a compiled LayerNorm (the Cython one); the reference is used otherwise.
+    ``backend`` may bring a compiled LayerNorm and dropout (the Cython ones); the references
+    are used otherwise.
     """
     layernorm_forward, layernorm_backward = compiled_or_reference(
         backend, "layernorm", reference_layernorm_forward, reference_layernorm_backward
+    )
+    dropout_forward, dropout_backward = compiled_or_reference(
+        backend, "dropout", reference_dropout_forward, reference_dropout_backward
     )
     if pre_norm:
         h, cache_norm = layernorm_forward(x, norm["gamma"], norm["beta"], eps)  # (B, T, D)
@@ -36,12 +41,12 @@ def residual_forward(x, sublayer, norm, pre_norm, dropout, rng, eps=1e-5, backen
         out, cache_sub = sublayer(x)  # (B, T, D)
         out, cache_drop = dropout_forward(out, dropout, rng)  # (B, T, D)
         y, cache_norm = layernorm_forward(x + out, norm["gamma"], norm["beta"], eps)  # (B, T, D)
-    return y, (cache_norm, cache_sub, cache_drop, pre_norm, layernorm_backward)
+    return y, (cache_norm, cache_sub, cache_drop, pre_norm, layernorm_backward, dropout_backward)
 
 
 def residual_backward(dy, cache, sublayer_backward):
     """dy (B, T, D) -> dx (B, T, D), norm grads {gamma, beta}, the sublayer's extra."""
-    cache_norm, cache_sub, cache_drop, pre_norm, layernorm_backward = cache
+    cache_norm, cache_sub, cache_drop, pre_norm, layernorm_backward, dropout_backward = cache
     norm_grads = {}
     if pre_norm:
         # in the forward pass this was: y = x + dropout(sublayer(layernorm(x)))
