@@ -209,6 +209,7 @@ def test_a_broken_kernel_fails_and_the_log_says_where(kind):
     nvrtc_or_skip()
     original, broken = BROKEN[kind]
     source = cupy_backend.KERNEL_SOURCE
+    assert source is not None, f"{cupy_backend.KERNEL_SOURCE_PATH} is missing"
     assert source.count(original) == 1, f"the line to break is no longer in csrc/attention.cu: {original}"
     line = source[: source.index(original)].count("\n") + 1
     arch = cupy_backend.CUDA_ARCHITECTURES[-1]
