@@ -131,7 +131,13 @@ setup(
         "matplotlib>=3.6",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6",
+            # NVRTC, for tests/test_cuda_compile.py: compiles csrc/attention.cu without a GPU
+            # (12.8 or later knows Blackwell; no wheel exists for macOS, where the test skips)
+            'nvidia-cuda-nvrtc-cu12>=12.8; sys_platform != "darwin"',
+        ],
         "gpu": ["cupy-cuda12x>=13"],
         # the peer in bench/ (a CPU build installs offline here), and the BLAS report
         "bench": ["torch==2.13.0", "threadpoolctl>=3.1"],

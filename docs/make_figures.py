@@ -4,16 +4,22 @@
     python docs/make_figures.py --only 04-i-am-good    # one figure (name without .png)
     python docs/make_figures.py --out /tmp/figures     # somewhere else
 
-Each figure is one function below, registered in FIGURES under its file name. Every
-random number comes from a fixed seed, so running the script twice writes the same bytes.
-Each PNG records the matplotlib version that drew it (its "Software" field):
-tests/test_docs.py redraws every figure and, with that same version, demands identical
-pixels; it also checks that the figures on disk are exactly the ones listed here, and that
-each chapter names this command beneath its figures.
+Each figure is one function below, registered in FIGURES under its file name; it draws the
+PNG and returns the numbers it plots, which main() writes into data.json beside the PNGs
+(one entry per figure, floats to 12 significant digits, a blank cell as null). Every random
+number comes from a fixed seed, so running the script twice writes the same bytes.
+
+tests/test_docs.py redraws every figure and compares those numbers with the committed
+docs/figures/data.json, within a tolerance justified by each computation, rather than the
+pixels (another CPU or BLAS rounds differently, and text renders differently with another
+matplotlib or FreeType). It also checks that each PNG opens at its committed size, that the
+figures on disk are exactly the ones listed here, and that each chapter names this command
+beneath its figures.
 """
 
 import argparse
 import itertools
+import json
 import math
 import sys
 from pathlib import Path
@@ -49,6 +55,8 @@ from minitransformer.zoo.kernel_regression import (  # noqa: E402
 )
 
 FIGURES_DIR = Path(__file__).resolve().parent / "figures"
+DATA_FILE = "data.json"  # beside the PNGs: {figure name: the numbers it plots}
+SIGNIFICANT_DIGITS = 12  # enough for the test's tightest tolerance (1e-9 relative)
 # a white background and a fixed size per figure: the same picture on every machine
 STYLE = {"figure.facecolor": "white", "savefig.facecolor": "white", "font.size": 10}
 
@@ -81,12 +89,15 @@ def figure_nadaraya_watson(path):
     bandwidths = [(0.3, "narrow", "tab:red"), (learned, "learned", "tab:green"), (15.0, "wide", "tab:purple")]
     grid = np.linspace(60, 120, 400)  # (T,)
     query = 90.0
+    data = {"waist": waist, "weight": weight, "grid": grid, "bandwidths": {label: h for h, label, _ in bandwidths},
+            "fits": {}, "weights_at_query": {}}  # fmt: skip
 
     figure, (fit_axes, weight_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
     fit_axes.scatter(waist, weight, s=9, color="0.6", label="training people (synthetic)")
     fit_axes.plot(grid, true_weight(grid), "k--", lw=1, label="noise-free curve")
     for bandwidth, label, color in bandwidths:
         prediction, _ = predict(grid, waist, weight, bandwidth)  # (T,)
+        data["fits"][label] = prediction
         fit_axes.plot(grid, prediction, color=color, lw=1.4, label=f"h = {bandwidth:.2g} cm ({label})")
     fit_axes.axvline(query, color="0.3", lw=0.8, ls=":")
     fit_axes.set_xlabel("waist (cm): the query")
@@ -97,6 +108,7 @@ def figure_nadaraya_watson(path):
     for bandwidth, label, color in bandwidths:
         _, cache = predict(np.array([query]), waist, weight, bandwidth)
         alphas = attention_weights(cache[-1])[0, 0]  # (S,)
+        data["weights_at_query"][label] = alphas
         order = np.argsort(waist)
         weight_axes.plot(waist[order], alphas[order], color=color, lw=1.2, marker=".", ms=3,
                          label=f"h = {bandwidth:.2g} cm ({label})")  # fmt: skip
@@ -108,6 +120,7 @@ def figure_nadaraya_watson(path):
     weight_axes.set_title(f"the weights for the query x = {query:g} cm (each curve sums to 1)")
     weight_axes.legend(fontsize=8, loc="lower right")
     save(figure, path)
+    return data
 
 
 def figure_softmax_scaling(path):
@@ -139,6 +152,8 @@ def figure_softmax_scaling(path):
 
     widths = [4, 8, 16, 32, 64, 128, 256, 512, 1024]
     trials = 2000
+    data = {"scores": scores, "softmax_unscaled": unscaled, "softmax_scaled": scaled, "widths": widths,
+            "mean_largest_weight": {}}  # fmt: skip
     for label, scale_of, color in (("unscaled", lambda d: 1.0, "tab:red"),
                                    ("scaled by 1/√d_k", lambda d: 1 / math.sqrt(d), "tab:blue")):  # fmt: skip
         largest = []
@@ -147,6 +162,7 @@ def figure_softmax_scaling(path):
             k = rng.standard_normal((trials, n_keys, d))  # (N, S, Dh)
             weights = masked_softmax((q @ k.swapaxes(-1, -2)) * scale_of(d), None)  # (N, 1, S)
             largest.append(weights.max(axis=-1).mean())
+        data["mean_largest_weight"][label] = largest
         width_axes.plot(widths, largest, "o-", color=color, label=label)
     width_axes.axhline(1 / n_keys, color="0.4", ls=":", lw=1, label="uniform, 1/S")
     width_axes.set_xscale("log", base=2)
@@ -156,6 +172,7 @@ def figure_softmax_scaling(path):
     width_axes.set_title(f"peakedness vs width (S = {n_keys} keys)")
     width_axes.legend(fontsize=8)
     save(figure, path)
+    return data
 
 
 def figure_vector_attention(path):
@@ -168,11 +185,13 @@ def figure_vector_attention(path):
 
     figure, axes_pair = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
     channel_names = ["c = 0 (wants left)", "c = 1 (wants self)", "c = 2 (wants right)"]
+    data = {"query_position": query_position, "weights": {}}  # (S, G) per panel
     for axes, n_groups, title in ((axes_pair[0], 1, "scalar: one weight per key"),
                                   (axes_pair[1], 3, "vector: one weight per key and channel")):  # fmt: skip
         _, params = vector.train(n_groups, settings, np.random.default_rng(0))
         _, cache = vector.vector_attention_forward(queries, keys, values, **params)
         weights = vector.vector_attention_weights(cache)[0, middle]  # (S, G)
+        data["weights"][title] = weights
         positions = np.arange(settings.length)
         for channel in range(3):
             group = channel * n_groups // 3
@@ -185,6 +204,7 @@ def figure_vector_attention(path):
     axes_pair[0].set_ylabel("attention weight α")
     axes_pair[1].legend(fontsize=8)
     save(figure, path)
+    return data
 
 
 def figure_local_vs_global(path):
@@ -203,6 +223,7 @@ def figure_local_vs_global(path):
         axes.set_xlabel(f"key s  ({int(mask.sum())} of {mask.size} pairs scored)")
     axes_row[0].set_ylabel("query t")
     save(figure, path)
+    return {"masks": {title: mask for title, mask in masks}}
 
 
 def figure_i_am_good(path):
@@ -231,6 +252,7 @@ def figure_i_am_good(path):
         axes.set_title(title)
     axes_row[0].set_ylabel("query")
     save(figure, path)
+    return {"tokens": tokens, "panels": {title: matrix for title, matrix, _ in panels}}
 
 
 def figure_positional_encoding(path):
@@ -251,6 +273,7 @@ def figure_positional_encoding(path):
     line_axes.set_title("a few channels: each pair turns at its own speed")
     line_axes.legend(fontsize=8, loc="lower left")
     save(figure, path)
+    return {"table": table}  # the lines are its channels 0, 2, 8 and 20
 
 
 def figure_masks(path):
@@ -272,6 +295,7 @@ def figure_masks(path):
         axes.set_xlabel(xlabel)
     axes_row[0].set_ylabel("query t")
     save(figure, path)
+    return {"masks": {title: mask for title, mask, _ in panels}}
 
 
 def figure_blocked_attention(path):
@@ -285,6 +309,7 @@ def figure_blocked_attention(path):
     figure, (tile_axes, row_axes) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.45]})
     tile_axes.imshow(mask, cmap="Greys", vmin=-0.3, vmax=1.2)
     counts = {"skipped": 0, "partly masked": 0, "whole": 0}
+    tile_kinds = [[None] * n_blocks for _ in range(n_blocks)]  # (query block, key block)
     styles = {"skipped": ("tab:red", "skipped"), "partly masked": ("tab:orange", "part"),
               "whole": ("tab:green", "whole")}  # fmt: skip
     for row_block in range(n_blocks):
@@ -292,6 +317,7 @@ def figure_blocked_attention(path):
             tile = mask[row_block * block : (row_block + 1) * block, column_block * block : (column_block + 1) * block]
             kind = "skipped" if not tile.any() else ("whole" if tile.all() else "partly masked")
             counts[kind] += 1
+            tile_kinds[row_block][column_block] = kind
             color, text = styles[kind]
             corner = (column_block * block - 0.5, row_block * block - 0.5)
             tile_axes.add_patch(plt.Rectangle(corner, block, block, fill=False, edgecolor=color, lw=2.2,
@@ -316,7 +342,7 @@ def figure_blocked_attention(path):
     v = rng.standard_normal((1, 1, length, head_width))  # (B, H, S, Dh)
     scores = (q @ k.swapaxes(-1, -2))[0, 0, 0] / math.sqrt(head_width)  # (S,)
     implied = np.full((n_blocks, length), np.nan)  # (blocks seen, S): blank where not seen yet
-    labels = []
+    labels, running_maxima, running_sums = [], [], []
     for seen in range(1, n_blocks + 1):
         end = seen * block
         # the blocked core over the keys seen so far keeps L = m + log l for this row
@@ -325,6 +351,8 @@ def figure_blocked_attention(path):
         running_sum = math.exp(float(logsumexp[0, 0, 0]) - running_max)
         implied[seen - 1, :end] = np.exp(scores[:end] - logsumexp[0, 0, 0])
         labels.append(f"after block {seen}:  m = {running_max:.2f},  l = {running_sum:.2f}")
+        running_maxima.append(running_max)
+        running_sums.append(running_sum)
     final = masked_softmax(scores, None)  # (S,): the plain softmax of the whole row
     assert np.allclose(implied[-1], final)
     row_axes.imshow(np.ma.masked_invalid(implied), cmap="Blues", vmin=0, vmax=np.nanmax(implied) * 1.15, aspect="auto")
@@ -339,6 +367,8 @@ def figure_blocked_attention(path):
     row_axes.set_title("one row's online softmax: exp(s − m) / l over the keys seen so far\n"
                        "(the last row is the plain softmax of the whole row)", fontsize=10)  # fmt: skip
     save(figure, path)
+    return {"mask": mask, "tile_kinds": tile_kinds, "counts": counts, "scores": scores, "implied_weights": implied,
+            "running_max": running_maxima, "running_sum": running_sums}  # fmt: skip
 
 
 def figure_learning_rate(path):
@@ -346,8 +376,11 @@ def figure_learning_rate(path):
     and the toy schedule's two branches on logarithmic axes."""
     steps = np.arange(1, 3001)
     figure, (linear_axes, log_axes) = plt.subplots(1, 2, figsize=(12, 4.2))
+    data = {"steps": steps, "rates": {}, "peaks": {}}
     for config, color in ((TOY, "tab:blue"), (TATOEBA, "tab:orange")):
         rates = [noam_lr(int(step), config.d_model, config.warmup_steps, config.lr_factor) for step in steps]
+        data["rates"][config.name] = rates
+        data["peaks"][config.name] = [config.warmup_steps, config.peak_lr()]
         linear_axes.plot(steps, rates, color=color, lw=1.6,
                          label=f"{config.name}: D = {config.d_model}, warmup = {config.warmup_steps}, "
                                f"factor = {config.lr_factor:g}")  # fmt: skip
@@ -373,6 +406,8 @@ def figure_learning_rate(path):
     log_axes.set_title(f"the branches cross at step = warmup = {TOY.warmup_steps}")
     log_axes.legend(fontsize=8, loc="lower center")
     save(figure, path)
+    data["log_steps"], data["log_rates"] = steps, rates  # the right panel; its branches follow from them
+    return data
 
 
 # Chapter 10's tiny translator: four adjectives, four nouns and four verbs, every French
@@ -412,7 +447,8 @@ class WordVocabulary:
 
 
 def train_tiny_translator():
-    """-> (model, vocabulary): 200 Adam steps on the 63 sentences that are not TINY_HELD_OUT."""
+    """-> (model, vocabulary, losses): 200 Adam steps on the 63 sentences that are not
+    TINY_HELD_OUT, and the loss of each step's batch."""
     pairs = [(f"the {adjective} {noun} {verb} .",
               f"le {TINY_NOUNS[noun]} {TINY_ADJECTIVES[adjective]} {TINY_VERBS[verb]} .")
              for adjective, noun, verb in itertools.product(TINY_ADJECTIVES, TINY_NOUNS, TINY_VERBS)]  # fmt: skip
@@ -427,26 +463,29 @@ def train_tiny_translator():
     model = make_model(config, seed=0, backend="numpy")
     optimizer = Adam(model.params, beta1=0.9, beta2=0.98, eps=1e-9)
     rng = np.random.default_rng(0)
+    losses = []
     for step in range(1, 201):
         rows = rng.choice(len(train), size=16, replace=False)  # a batch of 16 pairs
-        model.loss_and_grads(src[rows], tgt_in[rows], tgt_out[rows], smoothing=0.1)
+        losses.append(model.loss_and_grads(src[rows], tgt_in[rows], tgt_out[rows], smoothing=0.1))
         clip_grad_norm(model.grads, 1.0)
         optimizer.step(model.params, model.grads, noam_lr(step, d_model=32, warmup=30))
-    return model, vocabulary
+    return model, vocabulary, losses
 
 
 def figure_attention_vs_saliency(path):
     """Chapter 10: the tiny translator on the sentence it never saw, "the black cat sleeps .":
     the encoder's self-attention, the cross-attention and the gradient × input saliency,
     each the mean of its 2 heads where it has heads."""
-    model, vocabulary = train_tiny_translator()
+    model, vocabulary, losses = train_tiny_translator()
     trace = record_trace(model, vocabulary, vocabulary.encode_src(TINY_HELD_OUT))
     panels = [("encoder", "encoder self-attention"), ("cross", "cross-attention (decoder → source)"),
               ("saliency", "gradient × input saliency")]  # fmt: skip
     figure, axes_row = plt.subplots(1, 3, figsize=(13, 4.3))
+    data = {"losses": losses, "panels": {}}
     for axes, (kind, title) in zip(axes_row, panels):
         matrix = select(trace, kind)  # (rows, columns): layer 1, the heads' mean
         rows, columns = axis_labels(trace, kind)
+        data["panels"][kind] = {"rows": rows, "columns": columns, "weights": matrix}
         axes.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
         for (row, column), value in np.ndenumerate(matrix):
             axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
@@ -457,6 +496,7 @@ def figure_attention_vs_saliency(path):
         axes.set_xlabel("source word (key)" if kind != "saliency" else "source word")
         axes.set_ylabel("source word (query)" if kind == "encoder" else "output word (query: the step)")
     save(figure, path)
+    return data
 
 
 def draw_mask(axes, mask, title):
@@ -490,19 +530,65 @@ FIGURES = {
 }
 
 
+def plain(value):
+    """A figure's numbers as JSON values: arrays become nested lists, floats keep
+    SIGNIFICANT_DIGITS digits, NaN (a cell left blank) becomes None."""
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(f"{float(value):.{SIGNIFICANT_DIGITS}g}")
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"a figure returned a {type(value).__name__}, which data.json cannot hold")
+
+
+def to_json(value, depth=0):
+    """JSON with one key per line and each innermost list on one line (a matrix: a row per
+    line), so that a change to one figure shows as a readable diff."""
+    indent = " " * depth
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f'{indent} {json.dumps(key)}: {to_json(item, depth + 1)}' for key, item in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    if isinstance(value, list) and any(isinstance(item, (list, dict)) for item in value):
+        rows = [f"{indent} {to_json(item, depth + 1)}" for item in value]
+        return "[\n" + ",\n".join(rows) + f"\n{indent}]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_data(folder, data):
+    """Merge {figure name: numbers} into folder/data.json (kept in the order of FIGURES)."""
+    path = folder / DATA_FILE
+    merged = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    merged.update({name: plain(numbers) for name, numbers in data.items()})
+    ordered = {name: merged[name] for name in FIGURES if name in merged}
+    path.write_text(to_json(ordered) + "\n", encoding="utf-8")
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=FIGURES_DIR, help="folder to write the PNGs into")
+    parser.add_argument("--out", type=Path, default=FIGURES_DIR, help="folder to write the PNGs and data.json into")
     parser.add_argument("--only", action="append", choices=list(FIGURES), help="draw only this figure")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, data = [], {}
     with plt.rc_context(STYLE):
         for name in args.only or FIGURES:
             path = args.out / f"{name}.png"
-            FIGURES[name](path)
+            data[name] = FIGURES[name](path)
             written.append(path)
             print(f"wrote {path}")
+    print(f"wrote {write_data(args.out, data)}")
     return written
 
 

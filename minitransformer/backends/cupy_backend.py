@@ -61,6 +61,13 @@ KERNEL_SOURCE = KERNEL_SOURCE_PATH.read_text(encoding="utf-8") if KERNEL_SOURCE_
 _C_TYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _KERNEL_NAMES = ("masked_softmax_forward", "masked_softmax_backward")
 
+# The GPU generations the kernels are meant to compile for, as compute capabilities (sm_XX):
+# Volta V100, Turing, Ampere A100 and RTX 30, Ada, Hopper H100/H200, Blackwell B200 and
+# RTX 50. CuPy itself compiles for the GPU it finds (RawModule picks -arch=sm_XX from the
+# device); tests/test_cuda_compile.py compiles csrc/attention.cu with NVRTC for each of
+# these, so a kernel that breaks on any of them fails `make test` on a machine with no GPU.
+CUDA_ARCHITECTURES = ("70", "75", "80", "86", "89", "90", "100", "120")
+
 # One block per row; the threads of a block share the row's keys. A warp (32 threads) is the
 # smallest sensible block; past 256 threads a long row just gives each thread more keys.
 WARP_SIZE = 32
