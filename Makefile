@@ -7,7 +7,7 @@
 #   make train RESUME=1        continue the last run after Ctrl-C
 #   make test                  run the test suite
 #   make translate TEXT="..."  translate with the last `make train` run
-#   make bench                 benchmarks (bench/results/)
+#   make bench                 benchmarks (bench/results/<cpu>-<isa>/)
 #   make data                  regenerate the toy corpus in data/ (identically)
 #   make figures               redraw the figures of docs/
 #   make zoo                   run the demos of the attention variants (minitransformer/zoo/)
@@ -46,7 +46,7 @@ translate: setup
 
 # The benchmarks compare against PyTorch, installed on demand (never needed by the tests).
 bench: setup
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "torch==2.13.0" \
+	$(BIN)/python -c "import torch, threadpoolctl" 2>/dev/null || $(BIN)/python -m pip install --quiet "torch==2.13.0" "threadpoolctl>=3.1" \
 		|| echo "make bench: PyTorch could not be installed; the peer columns are left out"
 	$(BIN)/python bench/run_all.py
 

@@ -1,6 +1,6 @@
 """Decoding speed: sentences per second, greedy and beam search, with and without the KV cache.
 
-    .venv/bin/python bench/bench_decode.py               # writes bench/results/decode.md and decode.json
+    .venv/bin/python bench/bench_decode.py               # writes bench/results/<cpu>-<isa>/decode.{md,json}
     .venv/bin/python bench/bench_decode.py --quick       # fewer sentences: does it run?
     .venv/bin/python bench/bench_decode.py --threads 1   # BLAS and torch threads (default 2)
 
@@ -69,7 +69,6 @@ from minitransformer.data import load_pairs  # noqa: E402
 from minitransformer.decode import beam_search, greedy_decode  # noqa: E402
 from minitransformer.model import make_model  # noqa: E402
 
-RESULTS = REPO / "bench" / "results"
 DATA = common.TATOEBA
 BATCH = 64
 VOCAB = 8000
@@ -250,7 +249,8 @@ def main():
         result["vs_torch"] = None if peer_rate is None else result["sentences_per_second"] / peer_rate
     record = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        "machine": f"{common.cpu_model()} ({common.cpu_id() or platform.machine()}), {os.cpu_count()} CPUs, "
+        f"kernels on the {common.isa_path()} path, "
         f"{platform.python_implementation()} {platform.python_version()}",
         "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
         "numpy": np.__version__,
@@ -265,8 +265,8 @@ def main():
         "cache_agrees_with_recomputation": {"greedy": greedy_agrees, "beam": beam_agrees},
         "results": results,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "decode.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    results_dir = common.results_dir()
+    (results_dir / "decode.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     lines = [
         "# Decoding speed",
         "",
@@ -297,8 +297,8 @@ def main():
         "3–10× and erratically (run with --threads 1 there). Compare figures within one run only.",
         "",
     ]
-    (RESULTS / "decode.md").write_text("\n".join(lines), encoding="utf-8")
-    print(f"wrote {RESULTS / 'decode.md'} and {RESULTS / 'decode.json'}", file=sys.stderr)
+    (results_dir / "decode.md").write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {results_dir / 'decode.md'} and {results_dir / 'decode.json'}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Whole-model training throughput on the benchmark config, against torch.nn.Transformer.
 
-    python bench/bench_train.py              # about 3 minutes; writes bench/results/train.{md,json}
+    python bench/bench_train.py              # about 3 minutes; writes bench/results/<cpu>-<isa>/train.{md,json}
     python bench/bench_train.py --steps 4    # a quick look
 
 The benchmark config is the `tatoeba` training config: D=256, 3+3 layers, 4 heads, F=1024,
@@ -8,9 +8,15 @@ a shared BPE vocabulary of 8000 with tied embeddings, dropout 0.1, label smoothi
 batches of about 4096 tokens, on the Tatoeba pairs in ../shared/data. One training step
 is the whole recipe: forward, label-smoothed loss, backward, clipping, Adam.
 
-Before timing, each backend's float32 step is checked against the same step in float64
-on the NumPy reference: its loss and gradients must be as close to it as the float32 NumPy
-reference's are (within 2×; float32 itself is ~1e-4 off over a whole 3+3-layer model).
+Before timing, each backend's float32 step (the NumPy reference's too) is checked against
+the same step in float64 on the NumPy reference, the truth up to float64 rounding. Each
+tensor's relative difference must stay within a bound that float32 rounding sets:
+1024·√N·u, with u = 2^-24 the unit roundoff and N the longest sum in the step (the
+vocabulary's softmax, or a weight gradient's sum over every token of the batch: about
+8,000 here, so the bound is about 5e-3). A sum of N rounded terms is off by about √N·u;
+the factor 1024 leaves room for a dozen layers of products and normalizations that pass
+errors on (measured: the float32 steps are 1e-4 to 3e-4 off); a wrong formula is off by
+order 1. The benchmark never aborts on rounding noise.
 
 Every implementation trains on the same batches, interleaved: batch i on numpy, then on
 cython, then on PyTorch, then batch i + 1. A load change on the shared machine therefore
@@ -38,6 +44,7 @@ from minitransformer import backends  # noqa: E402
 from minitransformer.batching import Batcher, encode_pairs  # noqa: E402
 from minitransformer.configs import get_config  # noqa: E402
 from minitransformer.data import load_pairs  # noqa: E402
+from minitransformer.layers.dropout import DropoutStream  # noqa: E402
 from minitransformer.model import make_model  # noqa: E402
 from minitransformer.optim import Adam, clip_grad_norm  # noqa: E402
 
@@ -78,7 +85,7 @@ class OurStep:
         self.optimizer = Adam(self.model.params, beta1=0.9, beta2=0.98, eps=1e-9)
         self.smoothing = train_config.label_smoothing
         self.clip = train_config.clip_norm
-        self.rng = np.random.default_rng(0)
+        self.rng = DropoutStream(seed=0)  # the trainer's counter-based dropout stream
 
     def __call__(self, batch):
         loss = self.model.loss_and_grads(batch.src, batch.tgt_in, batch.tgt_out, self.smoothing, self.rng)
@@ -171,22 +178,51 @@ def step_error(backend_name, model_config, train_config, batch, reference):
     return worst
 
 
+ROUNDING_ALLOWANCE = 1024  # the factor of the correctness bound (see the docstring)
+
+
+def correctness_bound(batch, config):
+    """1024·√N·u, N the longest sum of one step (see the docstring)."""
+    B, S = batch.src.shape
+    longest_sum = max(config.tgt_vocab_size, B * S, B * batch.tgt_in.shape[1], config.d_ff, config.d_model)
+    return ROUNDING_ALLOWANCE * np.sqrt(longest_sum) * common.UNIT_ROUNDOFF_F32
+
+
 def check_backends(names, model_config, train_config, batch):
-    """Each backend's float32 step must be as close to the float64 truth as the float32
-    NumPy reference is (within 2×): the kernels may sum in another order, no worse."""
+    """{backend: largest relative difference of its float32 step from the float64 truth};
+    SystemExit where one is beyond the rounding bound (correctness_bound)."""
     import dataclasses
 
     exact = make_model(dataclasses.replace(model_config, dtype="float64"), seed=0, backend="numpy")
     loss = exact.loss_and_grads(batch.src, batch.tgt_in, batch.tgt_out, train_config.label_smoothing, None)
     reference = (loss, exact.grads)
+    bound = correctness_bound(batch, model_config)
     errors = {name: step_error(name, model_config, train_config, batch, reference) for name in names}
     for name, error in errors.items():
-        if not error <= 2 * errors["numpy"] + 1e-6:
+        if not error <= bound:
             raise SystemExit(
-                f"bench_train: the {name} backend is {error:.1e} from the float64 reference, "
-                f"the NumPy float32 reference {errors['numpy']:.1e}"
+                f"bench_train: the {name} backend's float32 step is {error:.1e} from the float64 truth, "
+                f"beyond the rounding bound {bound:.1e}"
             )
-    return errors
+    return errors, bound
+
+
+TARGET_VS_TORCH = 1.5  # training tokens/s of the Cython backend against torch.nn.Transformer
+TARGET_OF_PEAK = 0.55  # the Cython step's GFLOP/s (the products it computes) as a fraction of sgemm's peak
+
+
+def train_targets(rows, peer):
+    if "cython" not in rows:
+        return {"cython": "not measured (the Cython kernels are not built)"}
+    ours = rows["cython"]
+    verdicts = {}
+    if peer:
+        ratio = ours["tokens_per_second"] / rows[peer]["tokens_per_second"]
+        verdicts["vs PyTorch"] = f"{'met' if ratio >= TARGET_VS_TORCH else 'NOT met'}: {ratio:.2f}× (wanted ≥ {TARGET_VS_TORCH}×)"
+    fraction = ours["fraction_of_peak"]
+    verdicts["of sgemm peak"] = (f"{'met' if fraction >= TARGET_OF_PEAK else 'NOT met'}: {100 * fraction:.0f} % "
+                                 f"(wanted ≥ {100 * TARGET_OF_PEAK:.0f} %)")
+    return verdicts
 
 
 def main():
@@ -205,7 +241,7 @@ def main():
     batches = [batcher.make_batch(order[i]) for i in range(args.steps + 1)]
 
     names = ["numpy"] + [name for name in ("cython",) if name in backends.available()]
-    check = check_backends(names, model_config, train_config, batches[0])
+    check, bound = check_backends(names, model_config, train_config, batches[0])
     steps = {name: OurStep(name, model_config, train_config) for name in names}
     peer = None
     if not args.no_torch:
@@ -257,6 +293,8 @@ def main():
         "load_average_before": load_before,
         "load_average_after": load_after,
         "check_max_relative_error": check,
+        "check_bound": bound,
+        "targets": train_targets(rows, peer),
         "results": rows,
         "tokenizer": tokenizer_source,
     }
@@ -269,15 +307,17 @@ embeddings, dropout 0.1, label smoothing 0.1, batches of ≤ {train_config.max_t
 (on average {statistics.mean(tokens):.0f} real tokens) from the Tatoeba training pairs. float32.
 {args.steps} timed steps per implementation after one warm-up, interleaved batch by batch.
 
-Machine: {payload['machine']['cpu_model']}, {payload['machine']['usable_cpus']} CPUs; NumPy {np.__version__},
-PyTorch {payload['machine'].get('torch')} on {THREADS} threads. float32 sgemm peak {peak['peak_gflops']:.0f} GFLOP/s.
+Machine: {common.machine_line(payload['machine'], peak['peak_gflops'])}; NumPy {np.__version__},
+PyTorch {payload['machine'].get('torch')} on {THREADS} threads.
 Load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}.
 
 {common.markdown_table(['implementation', 'training tokens/s', 'median step s', 'vs PyTorch', 'GFLOP/s', 'of sgemm peak'], table)}
 
 Checked before timing: loss and every gradient of one float32 step (dropout off), largest
 relative difference from the same step in float64 on the NumPy reference:
-{', '.join(f'{k} {v:.1e}' for k, v in check.items())} (a backend may be at most 2× the NumPy float32 figure).
+{', '.join(f'{k} {v:.1e}' for k, v in check.items())} (bound 1024·√N·u = {bound:.1e}).
+
+Targets: {'; '.join(f'{k}: {v}' for k, v in payload['targets'].items())}.
 """
     common.write_text("train.md", text)
     print(text)

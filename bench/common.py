@@ -7,6 +7,12 @@ shared machine the load drifts within seconds; interleaving exposes every implem
 to the same drift, so their ratios stay meaningful even when the absolute times do not.
 The load average before and after is recorded with the results for that reason.
 
+Where results go. Each machine, and each instruction-set path the compiled kernels take
+on it, gets its own folder, bench/results/<cpu>-<isa>/ (results_dir), so the figures of an
+AVX-512 machine and of an AVX2 one stand side by side instead of overwriting each other.
+MINITRANSFORMER_ISA=avx2 make bench on an AVX-512 machine writes to its -avx2 folder.
+Every report names the CPU, the path and the measured sgemm peak.
+
 Memory, two ways, both "the most held at once during one call, above what was held
 before it":
   * peak_numpy_bytes: tracemalloc, which sees every NumPy array (including those the
@@ -32,6 +38,9 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+# float32's unit roundoff, 2^-24: the relative error of one rounding
+UNIT_ROUNDOFF_F32 = 2.0**-24
 
 
 def _keep_freed_memory():
@@ -177,15 +186,61 @@ def tatoeba_tokenizer(vocab_size=8000):
 # --- the machine -----------------------------------------------------------------------------
 
 
-def cpu_model():
+def _cpuinfo_field(name):
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() == name:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model():
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_id():
+    """The CPU's family and model numbers (x86: 'family 25 model 17', a Zen 4), which tell
+    apart CPUs that a virtual machine shows under one name; '' where unknown."""
+    family, model = _cpuinfo_field("cpu family"), _cpuinfo_field("model")
+    return f"family {family} model {model}" if family and model else ""
+
+
+def isa_path():
+    """The instruction-set path the compiled kernels use here (csrc/kernels.h), or 'numpy'
+    where they are not built."""
+    try:
+        from minitransformer import _ext
+    except ImportError:
+        return "numpy"
+    return _ext.isa_used() or "numpy"
+
+
+def machine_slug():
+    """'amd-epyc-f25m17-avx512': the folder name of this machine's results."""
+    words = "".join(ch if ch.isalnum() else " " for ch in cpu_model().lower()).split()
+    words = [word for word in words if word not in ("processor", "cpu", "with", "core", "tm", "r")][:4]
+    family, model = _cpuinfo_field("cpu family"), _cpuinfo_field("model")
+    if family and model:
+        words.append(f"f{family}m{model}")
+    return "-".join(words + [isa_path()])
+
+
+def results_dir():
+    """bench/results/<cpu>-<isa>/ for this machine and path (made if absent)."""
+    path = RESULTS / machine_slug()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def machine_line(info, sgemm_peak_gflops):
+    """One sentence naming the machine, for every report: CPU, path, sgemm peak."""
+    cpu = info["cpu_model"] + (f" ({info['cpu_id']})" if info.get("cpu_id") else "")
+    return (f"{cpu}, {info['usable_cpus']} usable CPUs, kernels on the {info['isa_path']} path "
+            f"(of {', '.join(info['isa_paths']) or 'none'}), NumPy float32 sgemm peak "
+            f"{sgemm_peak_gflops:.0f} GFLOP/s")
 
 
 def blas_libraries():
@@ -203,6 +258,9 @@ def machine_info():
     info = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_model": cpu_model(),
+        "cpu_id": cpu_id(),
+        "isa_path": isa_path(),
+        "isa_paths": list(_isa_paths()),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "platform": platform.platform(),
@@ -211,7 +269,8 @@ def machine_info():
         "load_average_1_5_15min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "environment": {
             name: os.environ.get(name)
-            for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+            for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY",
+                         "MINITRANSFORMER_ISA", "OPENBLAS_CORETYPE")
         },
     }
     try:
@@ -239,16 +298,22 @@ def machine_info():
 # --- output ----------------------------------------------------------------------------------
 
 
+def _isa_paths():
+    try:
+        from minitransformer import _ext
+    except ImportError:
+        return ()
+    return _ext.isa_paths()
+
+
 def write_json(name, payload):
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = results_dir() / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     return path
 
 
 def write_text(name, text):
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
+    path = results_dir() / name
     path.write_text(text)
     return path
 
