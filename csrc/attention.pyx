@@ -14,8 +14,13 @@ in minitransformer/layers/blocked_attention.py, their NumPy reference).
 
 How the work is laid out:
   * One (b, h) pair is one independent attention problem: the kernels share them out
-    over OpenMP threads with prange (static schedule), and the blocked forward also splits
-    each problem into its query blocks, which are independent too.
+    over OpenMP threads with prange, and the blocked forward also splits each problem into
+    its query blocks, which are independent too. The plain kernels hand problems out one
+    at a time as threads come free (a dynamic schedule): on cores shared with other
+    processes, a thread that loses its core then holds up one problem, not a fixed half of
+    them. The blocked forward keeps a static schedule, so that a thread's items are
+    consecutive and its kᵀ is made once per problem. Either way a problem is computed by
+    one thread from start to finish, so the results do not depend on the thread count.
   * The matrix products of a problem run on the thread that owns the problem, through
     one portable micro-kernel (csrc/microkernel.h) compiled for every instruction set
     and chosen when the module loads (csrc/kernels.h: AVX-512, AVX2 + FMA, NEON or the
@@ -364,7 +369,7 @@ cdef void forward_all(const floating[:, :, :, ::view.contiguous] q,
     cdef Py_ssize_t mask_stride_t = mask.stride_t // sizeof(floating)
     cdef floating scale = 1 / sqrt(<double> Dh)
     cdef int problem, b, h
-    for problem in prange(B * H, nogil=True, schedule="static", num_threads=n_threads):
+    for problem in prange(B * H, nogil=True, schedule="dynamic", num_threads=n_threads):
         b = problem // H
         h = problem % H
         forward_head(&q[b, h, 0, 0], ldq, &k[b, h, 0, 0], ldk, &v[b, h, 0, 0], ldv,
@@ -393,7 +398,7 @@ cdef void backward_all(const floating[:, :, :, ::view.contiguous] dout,
     cdef floating scale = 1 / sqrt(<double> Dh)
     cdef int problem, b, h
     cdef floating *own
-    for problem in prange(B * H, nogil=True, schedule="static", num_threads=n_threads):
+    for problem in prange(B * H, nogil=True, schedule="dynamic", num_threads=n_threads):
         b = problem // H
         h = problem % H
         own = &scratch[threadid(), 0]  # dS (row_block, S), then vᵀ (Dh, S)
@@ -470,7 +475,7 @@ cdef void backward_blocked_all(const floating[:, :, :, ::view.contiguous] dout,
     cdef int problem, b, h
     cdef floating *tiles
     # parallel over (b, h) only: all the query blocks of a problem add into its dK and dV
-    for problem in prange(B * H, nogil=True, schedule="static", num_threads=n_threads):
+    for problem in prange(B * H, nogil=True, schedule="dynamic", num_threads=n_threads):
         b = problem // H
         h = problem % H
         # probs, dscores (block_size² each), row_dot (T), then kᵀ and vᵀ (Dh, S)
