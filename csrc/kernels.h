@@ -126,122 +126,42 @@ __attribute__((always_inline)) static inline uint32_t mt_dropout_bits(uint32_t i
     return mt_lowbias32(mt_lowbias32(index ^ key_lo) ^ key_hi) >> 8;
 }
 
-/* ---- one copy of each kernel per path -------------------------------------------------- */
+/* ---- one copy of each kernel per path (kernel_path.h: float and double) ----------------- */
 
 /* baseline: no attribute, the build's own flags (x86-64: SSE2; aarch64: NEON) */
+#define MK_PATH baseline
 #define MK_TARGET
-#define MK_REAL float
-#define MK_SFX f32_baseline
-#define MK_LANES 4
+#define MK_BYTES 16
 #define MK_MR 6
 #define MK_NV 2
-#define MK_EXP mt_exp_f32
-#include "microkernel.h"
-#include "row_kernels.h"
-#undef MK_REAL
-#undef MK_SFX
-#undef MK_LANES
-#undef MK_EXP
-#define MK_REAL double
-#define MK_SFX f64_baseline
-#define MK_LANES 2
-#define MK_EXP mt_exp_f64
-#include "microkernel.h"
-#include "row_kernels.h"
-#undef MK_REAL
-#undef MK_SFX
-#undef MK_LANES
-#undef MK_EXP
-#undef MK_MR
-#undef MK_NV
-#undef MK_TARGET
+#include "kernel_path.h"
 
 #if MT_X86
 /* avx2: x86-64-v3's vector units (AVX2 and FMA), 16 registers of 256 bits */
+#define MK_PATH avx2
 #define MK_TARGET __attribute__((target("avx2,fma")))
+#define MK_BYTES 32
 #define MK_MR 6
 #define MK_NV 2
-#define MK_REAL float
-#define MK_SFX f32_avx2
-#define MK_LANES 8
-#define MK_EXP mt_exp_f32
-#include "microkernel.h"
-#include "row_kernels.h"
-#undef MK_REAL
-#undef MK_SFX
-#undef MK_LANES
-#undef MK_EXP
-#define MK_REAL double
-#define MK_SFX f64_avx2
-#define MK_LANES 4
-#define MK_EXP mt_exp_f64
-#include "microkernel.h"
-#include "row_kernels.h"
-#undef MK_REAL
-#undef MK_SFX
-#undef MK_LANES
-#undef MK_EXP
-#undef MK_MR
-#undef MK_NV
-#undef MK_TARGET
+#include "kernel_path.h"
 
 /* avx512: x86-64-v4's (AVX-512 F, VL, BW, DQ), 32 registers of 512 bits */
+#define MK_PATH avx512
 #define MK_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define MK_BYTES 64
 #define MK_MR 6
 #define MK_NV 4
-#define MK_REAL float
-#define MK_SFX f32_avx512
-#define MK_LANES 16
-#define MK_EXP mt_exp_f32
-#include "microkernel.h"
-#include "row_kernels.h"
-#undef MK_REAL
-#undef MK_SFX
-#undef MK_LANES
-#undef MK_EXP
-#define MK_REAL double
-#define MK_SFX f64_avx512
-#define MK_LANES 8
-#define MK_EXP mt_exp_f64
-#include "microkernel.h"
-#include "row_kernels.h"
-#undef MK_REAL
-#undef MK_SFX
-#undef MK_LANES
-#undef MK_EXP
-#undef MK_MR
-#undef MK_NV
-#undef MK_TARGET
+#include "kernel_path.h"
 #endif /* MT_X86 */
 
 #if MT_ARM64
 /* neon: aarch64's Advanced SIMD, 32 registers of 128 bits, so a taller and wider tile */
+#define MK_PATH neon
 #define MK_TARGET
+#define MK_BYTES 16
 #define MK_MR 8
 #define MK_NV 3
-#define MK_REAL float
-#define MK_SFX f32_neon
-#define MK_LANES 4
-#define MK_EXP mt_exp_f32
-#include "microkernel.h"
-#include "row_kernels.h"
-#undef MK_REAL
-#undef MK_SFX
-#undef MK_LANES
-#undef MK_EXP
-#define MK_REAL double
-#define MK_SFX f64_neon
-#define MK_LANES 2
-#define MK_EXP mt_exp_f64
-#include "microkernel.h"
-#include "row_kernels.h"
-#undef MK_REAL
-#undef MK_SFX
-#undef MK_LANES
-#undef MK_EXP
-#undef MK_MR
-#undef MK_NV
-#undef MK_TARGET
+#include "kernel_path.h"
 #endif /* MT_ARM64 */
 
 #if defined(__GNUC__) && !defined(__clang__)

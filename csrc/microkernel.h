@@ -3,8 +3,8 @@
    C (m, n) := alpha · A' (m, k) · B (k, n) + beta · C, every matrix row-major, where
    A' is A or Aᵀ (given by its two strides) and B is read row by row, as stored.
 
-   This file is the kernel for one float type and one instruction set. kernels.h includes
-   it once per pair, with these macros defined (it undefines them at its end):
+   This file is the kernel for one float type and one instruction set. kernel_path.h
+   includes it once per pair (kernels.h once per path), with these macros defined:
 
        MK_REAL    float or double
        MK_SFX     the suffix of every name: f32_avx2, f64_baseline, …

@@ -1,9 +1,9 @@
 /* Row kernels: element-wise work on one row (of attention scores, of logits, of LayerNorm
    features), and the dropout mask.
 
-   This file is the code for one float type and one instruction set; kernels.h includes it
-   once per pair, with MK_REAL, MK_SFX, MK_TARGET (see microkernel.h) and MK_EXP (the
-   exp below, for MK_REAL) defined.
+   This file is the code for one float type and one instruction set; kernel_path.h
+   includes it once per pair, with MK_REAL, MK_SFX, MK_TARGET (see microkernel.h) and
+   MK_EXP (kernels.h's exp for MK_REAL) defined.
 
    They are C rather than Cython for one reason: a sum (or max) over a row only becomes
    SIMD code when the compiler may add the terms in another order, and
