@@ -47,6 +47,7 @@ from minitransformer.batching import Batcher  # noqa: E402
 from minitransformer.configs import TATOEBA  # noqa: E402
 from minitransformer.gradcheck import rel_error  # noqa: E402
 from minitransformer.layers import attention as reference  # noqa: E402
+from minitransformer.layers.dropout import DropoutStream  # noqa: E402
 from minitransformer.model import make_model  # noqa: E402
 from minitransformer.optim import Adam, clip_grad_norm, noam_lr  # noqa: E402
 
@@ -293,8 +294,7 @@ def bench_training(backend, model_config, batches, steps, warmup, train_config):
     model = make_model(model_config, seed=0, backend=backend)
     xp = model.xp
     optimizer = Adam(model.params, train_config.beta1, train_config.beta2, train_config.eps)
-    # dropout masks are drawn where the activations live: a CuPy generator on the GPU
-    dropout_rng = xp.random.default_rng(0)
+    dropout_rng = DropoutStream(seed=0)  # counter-based: the masks are drawn where the tensors are
 
     def synchronize():
         if xp is not np:
