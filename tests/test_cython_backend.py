@@ -404,3 +404,56 @@ def test_results_do_not_depend_on_thread_count():
         assert all(np.array_equal(a, b) for a, b in zip(results[1], results[n_threads])), n_threads
     with pytest.raises(ValueError, match="positive integer"):
         kernels.set_max_threads(0)
+
+
+def _isa_in_subprocess(value):
+    """(path in use, the backend's unavailable reason) in a fresh process with MINITRANSFORMER_ISA=value."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from minitransformer import _ext; from minitransformer.backends import cython_backend; "
+            "print(json.dumps([_ext.isa_used(), cython_backend.unavailable_reason()]))")
+    env = dict(os.environ, MINITRANSFORMER_ISA=value)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(result.stdout)
+
+
+@needs_extension
+def test_the_isa_variable_forces_a_path_or_says_why_it_cannot():
+    """MINITRANSFORMER_ISA=baseline runs every kernel on the baseline path; a path this CPU
+    cannot run (or a typo) makes the backend unavailable with a sentence naming the paths
+    that can, instead of crashing on an illegal instruction."""
+    from minitransformer import _ext
+
+    assert _isa_in_subprocess("baseline") == ["baseline", None]
+    assert _isa_in_subprocess(" AVX2 ")[0] in ("avx2", None) or "avx2" not in _ext.isa_paths()
+    foreign = "neon" if "neon" not in _ext.isa_paths() else "avx512"
+    for value in (foreign, "sse9"):
+        used, reason = _isa_in_subprocess(value)
+        assert reason is not None and f"MINITRANSFORMER_ISA={value!r} cannot run here" in reason
+        assert ", ".join(_ext.isa_paths()) in reason
+    # and asking for the backend by name raises BackendUnavailable with that sentence
+    import os
+    import subprocess
+    import sys
+
+    code = "from minitransformer import backends; backends.get('cython')"
+    env = dict(os.environ, MINITRANSFORMER_ISA=foreign)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode != 0 and "BackendUnavailable" in result.stderr and "cannot run here" in result.stderr
+
+
+@needs_extension
+def test_every_supported_path_is_offered_and_the_best_is_chosen():
+    from minitransformer import _ext
+
+    paths = _ext.isa_paths()
+    assert paths[0] == "baseline" and len(set(paths)) == len(paths)
+    assert _isa_in_subprocess("") == [paths[-1], None]  # unset: the widest path the CPU runs
+    assert set(paths) <= {"baseline", "avx2", "avx512", "neon"}
+    rows, columns = _ext.isa_tile()
+    assert rows in (6, 8) and columns % 4 == 0
+    with pytest.raises(ValueError, match="cannot run here"):
+        _ext.use_isa("riscv-vector")
