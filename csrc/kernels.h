@@ -190,6 +190,8 @@ typedef struct {
     double (*dot_f64)(const double *, const double *, int);
     float (*sum_f32)(const float *, int);
     double (*sum_f64)(const double *, int);
+    void (*axpy_f32)(float *, const float *, float, int);
+    void (*axpy_f64)(double *, const double *, double, int);
     void (*dropout_f32)(const float *, float *, uint8_t *, int64_t, int64_t, uint64_t, uint32_t, float);
     void (*dropout_f64)(const double *, double *, uint8_t *, int64_t, int64_t, uint64_t, uint32_t, double);
     void (*masked_scale_f32)(const float *, const uint8_t *, float *, int64_t, float);
@@ -202,6 +204,7 @@ typedef struct {
      mk_transpose_f32_##path, mk_transpose_f64_##path, mk_mask_and_max_f32_##path,            \
      mk_mask_and_max_f64_##path, mk_exp_sum_f32_##path, mk_exp_sum_f64_##path,                \
      mk_dot_f32_##path, mk_dot_f64_##path, mk_sum_f32_##path, mk_sum_f64_##path,              \
+     mk_axpy_f32_##path, mk_axpy_f64_##path,                                                   \
      mk_dropout_f32_##path, mk_dropout_f64_##path, mk_masked_scale_f32_##path,                \
      mk_masked_scale_f64_##path, mk_fma_steps_f32_##path}
 

@@ -31,6 +31,8 @@ cdef extern from "kernels.h" nogil:
         double (*dot_f64)(const double *, const double *, int) noexcept nogil
         float (*sum_f32)(const float *, int) noexcept nogil
         double (*sum_f64)(const double *, int) noexcept nogil
+        void (*axpy_f32)(float *, const float *, float, int) noexcept nogil
+        void (*axpy_f64)(double *, const double *, double, int) noexcept nogil
         void (*dropout_f32)(const float *, float *, uint8_t *, int64_t, int64_t, uint64_t,
                             uint32_t, float) noexcept nogil
         void (*dropout_f64)(const double *, double *, uint8_t *, int64_t, int64_t, uint64_t,
@@ -103,6 +105,14 @@ cdef inline floating row_sum(const floating *x, int n) noexcept nogil:
         return mt_active.sum_f32(x, n)
     else:
         return mt_active.sum_f64(x, n)
+
+
+cdef inline void axpy(floating *y, const floating *x, floating a, int n) noexcept nogil:
+    """y += a·x (y and x must not overlap)."""
+    if floating is float:
+        mt_active.axpy_f32(y, x, a, n)
+    else:
+        mt_active.axpy_f64(y, x, a, n)
 
 
 cdef inline void dropout(const floating *x, floating *y, uint8_t *keep, int64_t first, int64_t n,

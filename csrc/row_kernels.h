@@ -23,6 +23,7 @@
        mk_exp_sum        row[s] := exp(row[s] − shift); returns Σ row
        mk_dot            Σ x[s]·y[s]
        mk_sum            Σ x[s]
+       mk_axpy           y[s] += a·x[s] (y and x never overlap: `restrict` lets it vectorize)
        mk_dropout        y := x · scale where the hash of (key, index) keeps the unit, else 0;
                          keep[s] := 1 or 0 (see kernels.h for the generator)
        mk_masked_scale   dx := dy · scale where keep, else 0 (dropout's backward)          */
@@ -71,6 +72,12 @@ MK_TARGET static MK_REAL MK_NAME(mk_sum)(const MK_REAL *x, int n) {
     for (int s = 0; s < n; s++)
         total += x[s];
     return total;
+}
+
+MK_TARGET static void MK_NAME(mk_axpy)(MK_REAL *restrict y, const MK_REAL *restrict x, MK_REAL a, int n) {
+#pragma omp simd
+    for (int s = 0; s < n; s++)
+        y[s] += a * x[s];
 }
 
 /* Elements first .. first + n − 1 of a tensor (flat C order), so that threads can share

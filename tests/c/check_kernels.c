@@ -134,6 +134,13 @@ REFERENCE_GEMM(double, f64)
             double dot_truth = 0, sum_truth = 0;                                                \
             for (int s = 0; s < n; ++s) { dot_truth += (double) x[s] * y[s]; sum_truth += x[s]; } \
             double dot_err = fabs(set->dot_##sfx(x, y, n) - dot_truth);                         \
+            real axpy_y[160];                                                                   \
+            memcpy(axpy_y, y, sizeof(real) * n);                                                \
+            set->axpy_##sfx(axpy_y, x, (real) 0.75, n);                                         \
+            int axpy_ok = 1;                                                                    \
+            for (int s = 0; s < n; ++s)                                                         \
+                axpy_ok &= fabs(axpy_y[s] - (y[s] + 0.75 * x[s])) <= 4 * eps;                   \
+            check(axpy_ok, path, "axpy", axpy_ok ? 0 : 1, 4 * eps);                             \
             double sum_err = fabs(set->sum_##sfx(x, n) - sum_truth);                            \
             snprintf(what, sizeof what, "dot/sum n=%d", n);                                     \
             check(dot_err <= n * 2 * eps && sum_err <= n * 2 * eps, path, what,                 \
