@@ -68,20 +68,9 @@ import time
 
 import numpy as np
 
-cdef extern from *:
-    """
-    /* How many OpenMP threads a parallel loop gets; 1 when built without OpenMP. */
-    #ifdef _OPENMP
-    #include <omp.h>
-    static int mt_max_threads(void) { return omp_get_max_threads(); }
-    static void mt_set_max_threads(int n) { omp_set_num_threads(n); }
-    #else
-    static int mt_max_threads(void) { return 1; }
-    static void mt_set_max_threads(int n) { (void) n; }
-    #endif
-    """
-    int mt_max_threads() nogil
-    void mt_set_max_threads(int n) nogil
+cdef extern from "kernels.h" nogil:
+    int mt_max_threads()  # OpenMP's threads for a parallel loop; 1 without OpenMP
+    void mt_set_max_threads(int n)
 
 
 # --- the row work particular to attention (the shared row kernels are in kernels.pxd) ----

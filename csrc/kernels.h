@@ -168,6 +168,17 @@ __attribute__((always_inline)) static inline uint32_t mt_dropout_bits(uint32_t i
 #pragma GCC pop_options
 #endif
 
+/* ---- OpenMP's threads (1 where the build has no OpenMP) --------------------------------- */
+
+#ifdef _OPENMP
+#include <omp.h>
+static int mt_max_threads(void) { return omp_get_max_threads(); }
+static void mt_set_max_threads(int n) { omp_set_num_threads(n); }
+#else
+static int mt_max_threads(void) { return 1; }
+static void mt_set_max_threads(int n) { (void) n; }
+#endif
+
 /* ---- the table, and the choice ---------------------------------------------------------- */
 
 enum { MT_ISA_BASELINE = 0, MT_ISA_AVX2 = 1, MT_ISA_AVX512 = 2, MT_ISA_NEON = 3, MT_ISA_COUNT = 4 };

@@ -47,16 +47,8 @@ cimport kernels
 
 import numpy as np
 
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #include <omp.h>
-    static int ops_max_threads(void) { return omp_get_max_threads(); }
-    #else
-    static int ops_max_threads(void) { return 1; }
-    #endif
-    """
-    int ops_max_threads() nogil
+cdef extern from "kernels.h" nogil:
+    int ops_max_threads "mt_max_threads"()  # OpenMP's threads for a parallel loop; 1 without OpenMP
 
 
 # --- cross-entropy -------------------------------------------------------------------------
