@@ -19,12 +19,18 @@ The published modules use the unscaled dot product exp(θᵢᵀφⱼ) (the "embe
 scale 1/√Dk is absorbed by the learned θ, so the family of functions is the same.
 
 Backward: the core's backward, then the padding's (keep the real columns, undo the factor).
+
+The vision layers are NumPy code. With a backend whose arrays live elsewhere (CuPy's, on a
+GPU) the padded q, k, v are copied to the device for the core and its results copied back;
+the copies are O(B·(N + S)·D), small beside the core's O(B·N·S·D).
 """
 
 import math
 from typing import NamedTuple
 
 import numpy as np
+
+from ..arrays import to_numpy
 
 
 class PixelAttentionCache(NamedTuple):
@@ -56,15 +62,21 @@ def pixel_attention_forward(q, k, v, backend):
     q_factor = math.sqrt(width / key_width)
     q4 = _pad_columns(q * q.dtype.type(q_factor) if q_factor != 1.0 else q, width)  # (B, 1, N, D)
     k4, v4 = _pad_columns(k, width), _pad_columns(v, width)  # (B, 1, S, D)
+    xp = getattr(backend, "xp", np)
+    if xp is not np:  # the core runs on another device: copy there once
+        q4, k4, v4 = xp.asarray(q4), xp.asarray(k4), xp.asarray(v4)
     out4, probs = backend.attention_forward(q4, k4, v4, None)  # (B, 1, N, D), (B, 1, N, S)
     cache = PixelAttentionCache(q4, k4, v4, probs, (key_width, value_width), q_factor, backend)
-    return out4[:, 0, :, :value_width], probs[:, 0], cache
+    return to_numpy(out4[:, 0, :, :value_width]), to_numpy(probs[:, 0]), cache
 
 
 def pixel_attention_backward(dout, cache):
     """dout (B, N, Dv) -> dq (B, N, Dk), dk (B, S, Dk), dv (B, S, Dv)."""
     q4, k4, v4, probs, (key_width, value_width), q_factor, backend = cache
     dout4 = _pad_columns(dout, q4.shape[-1])  # (B, 1, N, D): the dropped columns had no gradient
+    xp = getattr(backend, "xp", np)
+    if xp is not np:
+        dout4 = xp.asarray(dout4)
     dq4, dk4, dv4 = backend.attention_backward(dout4, q4, k4, v4, probs)
-    dq = dq4[:, 0, :, :key_width] * q_factor  # (B, N, Dk)
-    return dq, dk4[:, 0, :, :key_width], dv4[:, 0, :, :value_width]
+    dq = to_numpy(dq4[:, 0, :, :key_width]) * q_factor  # (B, N, Dk)
+    return dq, to_numpy(dk4[:, 0, :, :key_width]), to_numpy(dv4[:, 0, :, :value_width])

@@ -177,6 +177,14 @@ def render_scene(scene, draw_object=True):
     return np.clip(image + noise, 0.0, 1.0), mask
 
 
+def scene(name, index):
+    """The Scene of image ``index`` of split ``name``: drawn from its own seed alone."""
+    split_seed, total = SPLITS[name]
+    if not 0 <= index < total:
+        raise ValueError(f"index {index} is outside the {total} images of {name!r}")
+    return sample_scene(np.random.default_rng([VERSION, split_seed, index]), shifted=name == "test_shifted")
+
+
 def generate_split(name, count=None, start=0):
     """images (N, 3, 32, 32) uint8, masks (N, 32, 32) bool, labels (N,) int64 of a split
     (its first ``count`` images from index ``start``, all of them by default)."""
@@ -190,11 +198,10 @@ def generate_split(name, count=None, start=0):
     masks = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
     labels = np.empty(count, dtype=np.int64)
     for offset in range(count):
-        rng = np.random.default_rng([VERSION, split_seed, start + offset])
-        scene = sample_scene(rng, shifted=name == "test_shifted")
-        image, mask = render_scene(scene)
+        drawn = scene(name, start + offset)
+        image, mask = render_scene(drawn)
         images[offset] = np.rint(image * 255).astype(np.uint8)
-        masks[offset], labels[offset] = mask, scene.label
+        masks[offset], labels[offset] = mask, drawn.label
     return images, masks, labels
 
 

@@ -37,7 +37,7 @@ from ..optim import Adam
 from .blocks import count_parameters, sub, trainable
 from .cnn import VisionConfig, make_cnn, predict, train_step
 from .modules import MODULES, get_module
-from .shapes import CLASSES, load_split
+from .shapes import CLASSES, DEFAULT_CACHE, load_split
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
@@ -142,8 +142,9 @@ def evaluate(params, config, data, backend):
     return result
 
 
-def run(modules, steps, batch_size, lr, seed, backend, out_md, out_json, figures, progress=True, train_size=None):
-    data = {split: load_split(split) for split in ("train", "test", "test_shifted")}
+def run(modules, steps, batch_size, lr, seed, backend, out_md, out_json, figures, progress=True, train_size=None,
+        cache=DEFAULT_CACHE):
+    data = {split: load_split(split, cache) for split in ("train", "test", "test_shifted")}
     if train_size is not None:
         data["train"] = tuple(array[:train_size] for array in data["train"])
     rows, evaluations = [], {}
@@ -337,6 +338,7 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-2, help="peak learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
+    parser.add_argument("--data", default=str(DEFAULT_CACHE), help="the shapes cache (built there when missing)")
     parser.add_argument("--backend", default="auto", help="the attention core: numpy, cython, cupy or auto")
     parser.add_argument("--out", default=str(RESULTS / "vision"), help="results stem: writes STEM.md and STEM.json")
     parser.add_argument("--figures", default=str(IMAGES), help="folder for the PNGs ('' for none)")
@@ -349,7 +351,7 @@ def main(argv=None):
     modules = [None if name == "none" else get_module(name).name for name in args.modules.split(",") if name]
     backend = backends.get(args.backend)
     meta, rows, _ = run(modules, args.steps, args.batch_size, args.lr, args.seed, backend, f"{args.out}.md",
-                        f"{args.out}.json", args.figures or None, not args.no_progress, args.train_size)  # fmt: skip
+                        f"{args.out}.json", args.figures or None, not args.no_progress, args.train_size, args.data)  # fmt: skip
     for row in rows:
         print(f"{row['module']:>10}: test {100 * row['test_accuracy']:.1f} %  shifted {100 * row['shifted_accuracy']:.1f} %  "
               f"{row['train_seconds']:.0f} s")  # fmt: skip
