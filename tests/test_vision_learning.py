@@ -22,6 +22,7 @@ def small_data():
     return {"train": train, "valid": valid}
 
 
+@pytest.mark.slow
 def test_cnn_with_se_beats_chance(small_data):
     """200 Adam steps of 32 images (four passes over 1,600 images) take the SE network from
     chance (16.7 %) to above 22.7 % on 400 held-out images (it reaches 25.3 % here). The
@@ -29,12 +30,12 @@ def test_cnn_with_se_beats_chance(small_data):
     (√(p(1−p)/400) ≈ 1.9 points at p = 1/6): a network that learned nothing passes with a
     probability under 0.1 %."""
     backend = backends.get("numpy")
-    params, config, _ = train_variant("se", small_data, STEPS, BATCH, 1e-2, seed=0, backend=backend, progress=False)
+    params, config, _, _ = train_variant("se", small_data, STEPS, BATCH, 1e-2, seed=0, backend=backend, progress=False)
     images, _, labels = small_data["valid"]
-    predictions, caches = predict(params, images, config, backend)
+    predictions, weights = predict(params, images, config, backend, collect=lambda cache: cache.attention)
     accuracy = float((predictions == labels).mean())
     assert accuracy > CHANCE + MARGIN, f"SE CNN reached {accuracy:.3f} after {STEPS} steps; chance is {CHANCE:.3f}"
-    weights = np.concatenate([cache.attention for cache in caches])
+    weights = np.concatenate(weights)
     assert weights.shape == (400, 32) and weights.std() > 1e-3  # the gates depend on the image
 
 

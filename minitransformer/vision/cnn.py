@@ -130,13 +130,16 @@ def train_step(params, optimizer, images, labels, config, backend, lr):
     return float(loss)
 
 
-def predict(params, images, config, backend, batch_size=250):
-    """Eval mode over ``images`` in batches -> (predicted classes (N,), [module caches' maps])."""
+def predict(params, images, config, backend, collect=None, batch_size=250):
+    """Eval mode over ``images`` in batches -> (predicted classes (N,), [collect(module cache)
+    per batch]). ``collect`` keeps what is wanted of a cache (a map), so the caches
+    themselves (a non-local block's is (B, N, N)) do not pile up."""
     mode = Mode(False, backend)
-    predictions, caches = [], []
+    predictions, collected = [], []
     for start in range(0, len(images), batch_size):
         logits, cache = cnn_forward(images_to_input(images[start : start + batch_size], np.dtype(config.dtype)),
                                     params, config, mode)  # fmt: skip
         predictions.append(logits.argmax(axis=1))
-        caches.append(cache.attention)
-    return np.concatenate(predictions), caches
+        if collect is not None:
+            collected.append(collect(cache.attention))
+    return np.concatenate(predictions), collected

@@ -62,14 +62,14 @@ def learning_rate(step, steps, peak, warmup=30):
 
 
 def train_variant(module, data, steps, batch_size, lr, seed, backend, progress=True):
-    """Train one variant; return (params, config, seconds)."""
+    """Train one variant; return (params, config, wall seconds, CPU seconds of this process)."""
     config = VisionConfig(module=module)
     params = make_cnn(config, np.random.default_rng(seed))
     optimizer = Adam({key: params[key] for key in trainable(params)}, beta2=0.999, eps=1e-8)
     images, labels = data["train"][0], data["train"][2]
     order_rng = np.random.default_rng(seed + 1)  # the same batches for every variant
     order, position = order_rng.permutation(len(images)), 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     bar = tqdm(range(steps), desc=f"{module or 'baseline':>9}", disable=not progress, leave=True)
     for step in bar:
         if position + batch_size > len(images):
@@ -80,7 +80,7 @@ def train_variant(module, data, steps, batch_size, lr, seed, backend, progress=T
                           learning_rate(step, steps, lr))  # fmt: skip
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss:.3f}")
-    return params, config, time.perf_counter() - started
+    return params, config, time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def mask_cells(masks, cells):
@@ -128,16 +128,20 @@ def evaluate(params, config, data, backend):
     result = {}
     for split in ("test", "test_shifted"):
         images, masks, labels = data[split]
-        predictions, caches = predict(params, images, config, backend)
+        module = get_module(config.module) if config.module is not None else None
+
+        def collect(cache):
+            spatial = module.attention_map(cache) if module.kind == "spatial" else None
+            channel = module.channel_weights(cache) if module.channel_weights is not None else None
+            return spatial, channel
+
+        predictions, collected = predict(params, images, config, backend, collect if module else None)
         entry = {"accuracy": float((predictions == labels).mean())}
-        if config.module is not None:
-            module = get_module(config.module)
-            if module.kind == "spatial":
-                maps = np.concatenate([module.attention_map(cache) for cache in caches])
-                entry["maps"] = maps
-                entry.update(score_maps(maps, masks))
-            if module.channel_weights is not None:
-                entry["channel_weights"] = np.concatenate([module.channel_weights(cache) for cache in caches])
+        if module is not None and module.kind == "spatial":
+            entry["maps"] = np.concatenate([spatial for spatial, _ in collected])
+            entry.update(score_maps(entry["maps"], masks))
+        if module is not None and module.channel_weights is not None:
+            entry["channel_weights"] = np.concatenate([channel for _, channel in collected])
         result[split] = entry
     return result
 
@@ -149,9 +153,9 @@ def run(modules, steps, batch_size, lr, seed, backend, out_md, out_json, figures
         data["train"] = tuple(array[:train_size] for array in data["train"])
     rows, evaluations = [], {}
     load_before = _load()
-    wall_started = time.perf_counter()
+    wall_started, cpu_started = time.perf_counter(), time.process_time()
     for module in modules:
-        params, config, seconds = train_variant(module, data, steps, batch_size, lr, seed, backend, progress)
+        params, config, seconds, cpu_seconds = train_variant(module, data, steps, batch_size, lr, seed, backend, progress)
         evaluation = evaluate(params, config, data, backend)
         evaluations[module or "baseline"] = evaluation
         row = {
@@ -163,6 +167,7 @@ def run(modules, steps, batch_size, lr, seed, backend, out_md, out_json, figures
             "params": count_parameters(params),
             "module_params": count_parameters(sub(params, "attention")) if module else 0,
             "train_seconds": seconds,
+            "train_cpu_seconds": cpu_seconds,
             "ms_per_step": 1000 * seconds / steps,
         }
         for split in ("test", "test_shifted"):
@@ -187,6 +192,7 @@ def run(modules, steps, batch_size, lr, seed, backend, out_md, out_json, figures
         "seed": seed,
         "train_images": len(data["train"][0]),
         "wall_seconds": wall,
+        "cpu_seconds": time.process_time() - cpu_started,
         "load_average_before": load_before,
         "load_average_after": _load(),
         "numpy": np.__version__,
@@ -224,15 +230,17 @@ def markdown_report(meta, rows, references):
         "",
         f"Machine: {meta['cpu']}, {meta['machine_note']} (load average {meta['load_average_before']} before, "
         f"{meta['load_average_after']} after). Attention core: the {meta['backend']} backend. "
-        f"Whole run {meta['wall_seconds'] / 60:.1f} min.",
+        f"Whole run {meta['wall_seconds'] / 60:.1f} min of wall time, {meta['cpu_seconds'] / 60:.1f} min of CPU time "
+        "(the CPU time is what the run costs; the wall time adds the waits for the other jobs).",
         "",
-        "| module | kind | test acc % | shifted acc % | params (module) | train s | ms/step |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| module | kind | test acc % | shifted acc % | params (module) | train s (wall) | train s (CPU) | ms/step (wall) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         lines.append(
             f"| {row['module']} | {row['kind'] or '–'} | {_pct(row['test_accuracy'])} | {_pct(row['shifted_accuracy'])} | "
-            f"{row['params']:,} ({row['module_params']:,}) | {row['train_seconds']:.0f} | {row['ms_per_step']:.0f} |"
+            f"{row['params']:,} ({row['module_params']:,}) | {row['train_seconds']:.0f} | {row['train_cpu_seconds']:.0f} | "
+            f"{row['ms_per_step']:.0f} |"
         )
     lines += [
         "",

@@ -25,11 +25,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ...layers.linear import linear_backward, linear_forward
+from ...layers.relu import relu_backward, relu_forward
 from ..blocks import conv_bn_relu_backward, conv_bn_relu_forward, conv_bn_relu_init, linear_init, prefixed, sub
 from ..gate import softmax_backward, softmax_forward
 from ..global_pool import global_avg_pool_backward, global_avg_pool_forward
-from ...layers.linear import linear_backward, linear_forward
-from ...layers.relu import relu_backward, relu_forward
 
 KIND = "branch"
 N_BRANCHES = 2
