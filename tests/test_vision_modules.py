@@ -167,3 +167,58 @@ def test_pixel_attention_modules_run_on_the_cython_backend(name, dtype, tol):
 def test_unknown_module_names_the_choices():
     with pytest.raises(ValueError, match="unknown attention module 'sse'.*se, sk, eca"):
         get_module("sse")
+
+
+class _DeviceArray(np.ndarray):
+    """Stands for an array on another device (a CuPy array): array_module and to_numpy
+    recognize it by its module name, and .get() copies it back to the host."""
+
+    __module__ = "cupy._fake_device"
+
+    def get(self):
+        return np.asarray(self).view(np.ndarray).copy()
+
+
+class _DeviceBackend:
+    """A backend whose tensors live "on a device": its attention core refuses host arrays,
+    so it proves that pixel_attention copies q, k, v (and dout) there and the results back."""
+
+    name = "fake-device"
+
+    class xp:  # noqa: N801  (the array module of this backend)
+        @staticmethod
+        def asarray(array):
+            return np.ascontiguousarray(array).view(_DeviceArray)
+
+    calls = 0
+
+    def attention_forward(self, q, k, v, mask):
+        assert all(isinstance(t, _DeviceArray) for t in (q, k, v)), "the core was handed host arrays"
+        self.calls += 1
+        out, probs = backends.get("numpy").attention_forward(*(np.asarray(t).view(np.ndarray) for t in (q, k, v)), mask)
+        return out.view(_DeviceArray), probs.view(_DeviceArray)
+
+    def attention_backward(self, dout, q, k, v, probs):
+        assert all(isinstance(t, _DeviceArray) for t in (dout, q, k, v, probs)), "the core was handed host arrays"
+        self.calls += 1
+        host = (np.asarray(t).view(np.ndarray) for t in (dout, q, k, v, probs))
+        return tuple(g.view(_DeviceArray) for g in backends.get("numpy").attention_backward(*host))
+
+
+@pytest.mark.parametrize("name", ["non_local", "danet", "anl", "gc"])
+def test_pixel_attention_modules_copy_to_and_from_a_device_backend(name):
+    """The path a CuPy backend takes (no GPU is needed to check the copies)."""
+    module, device = get_module(name), _DeviceBackend()
+    x, params = module_inputs(name, size=6)
+    y_host, cache_host = module.forward(x, params, NUMPY)
+    y_device, cache_device = module.forward(x, params, Mode(True, device))
+    assert type(y_device) is np.ndarray and type(module.attention_map(cache_device)) is np.ndarray
+    np.testing.assert_allclose(y_device, y_host, rtol=1e-12, atol=1e-12)
+    dy = np.random.default_rng(6).standard_normal(x.shape)
+    dx_host, grads_host = module.backward(dy, cache_host)
+    dx_device, grads_device = module.backward(dy, cache_device)
+    assert type(dx_device) is np.ndarray and device.calls == 2
+    np.testing.assert_allclose(dx_device, dx_host, rtol=1e-12, atol=1e-12)
+    for key in grads_host:
+        assert type(grads_device[key]) is np.ndarray, key
+        np.testing.assert_allclose(grads_device[key], grads_host[key], rtol=1e-10, atol=1e-12, err_msg=key)
