@@ -8,9 +8,10 @@
 #   make test                  run the test suite
 #   make translate TEXT="..."  translate with the last `make train` run
 #   make bench                 benchmarks (bench/results/<cpu>-<isa>/)
-#   make data                  regenerate the toy corpus in data/ (identically)
+#   make data                  regenerate the toy corpus and the shapes images in data/ (identically)
 #   make figures               redraw the figures of docs/
 #   make zoo                   run the demos of the attention variants (minitransformer/zoo/)
+#   make vision                train the CNN with each vision attention module (bench/results/vision.md)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -23,7 +24,7 @@ RESUME ?=
 TEXT   ?= the black cat sleeps .
 PYTEST_ARGS ?=
 
-.PHONY: setup test train translate bench data figures zoo clean
+.PHONY: setup test train translate bench data figures zoo vision clean
 
 setup: $(STAMP)
 
@@ -52,6 +53,7 @@ bench: setup
 
 data: setup
 	$(BIN)/python -m minitransformer.corpus.generate --out data/
+	$(BIN)/python -m minitransformer.vision.shapes --out data/shapes/ --check
 
 figures: setup
 	$(BIN)/python docs/make_figures.py
@@ -60,6 +62,12 @@ zoo: setup
 	for demo in kernel_regression scoring additive cosine vector; do \
 		$(BIN)/python -m minitransformer.zoo.$$demo --seed 0 || exit 1; \
 	done
+
+# The small CNN without attention and with each of the ten modules of minitransformer/vision/,
+# the same budget for all (about 10 minutes on 2 cores); writes bench/results/vision.md and .json
+# and docs/images/vision-*.png.
+vision: setup
+	$(BIN)/python -m minitransformer.vision.train
 
 clean:
 	rm -rf $(VENV) build *.egg-info minitransformer/_ext/*.so csrc/*.c
