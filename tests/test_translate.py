@@ -233,8 +233,8 @@ def test_missing_and_incompatible_checkpoints_end_with_one_clear_line(run, capsy
     code, out, err = translate_command(capsys, "the cat", "--checkpoint", other)
     assert_one_line_error(code, out, err, 1, "cannot use the checkpoint", "do not match")
     # a damaged record
-    record = other / "checkpoints" / "final.json"
-    record.write_text("{", encoding="utf-8")
+    record = other / "checkpoints" / "final.npz"
+    record.write_bytes(record.read_bytes()[:100])  # cut short
     code, out, err = translate_command(capsys, "the cat", "--checkpoint", other)
     assert_one_line_error(code, out, err, 1, "unreadable")
 
