@@ -346,6 +346,10 @@ class Trainer:
     def _load_data(self):
         """Read and check every data file -> (train, valid, test sets) pairs; DataError on problems."""
         config = self.config
+        given = [path for path in (config.train_data, config.valid_data, config.test_data,
+                                   config.compositional_test_data) if path is not None]
+        if any(PACKAGE_DATA in resolve_data_path(path).parents for path in given):
+            self.say(f"Reading the toy corpus shipped with the package, in {PACKAGE_DATA}/")
         train_pairs = load_pairs(resolve_data_path(config.train_data))
         # held-out parts, by English source, for whatever has no file of its own; the split
         # does not depend on the training seed, so runs with other seeds share a test set
