@@ -105,7 +105,7 @@ def existing_run(run_dir):
     return "other" if any(run_dir.iterdir()) else None
 
 
-def _has_checkpoint(directory):
+def has_checkpoint(directory):
     return (checkpoint_dir(directory) / "last.npz").is_file() or (checkpoint_dir(directory) / "previous.npz").is_file()
 
 
@@ -114,11 +114,11 @@ def recover_interrupted_swap(run_dir, say=print):
     Call it holding the lock."""
     run_dir = Path(run_dir)
     partial, replaced = partial_path(run_dir), replaced_path(run_dir)
-    if not run_dir.exists() and partial.is_dir() and _has_checkpoint(partial):
+    if not run_dir.exists() and partial.is_dir() and has_checkpoint(partial):
         # killed between the two renames of a swap: the new run is whole, roll forward
         kill_point()
         os.replace(partial, run_dir)
-        say(f"note: completed the interrupted replacement of {run_dir}/ by the run that had replaced it")
+        say(f"note: completed the swap that a kill interrupted: {run_dir}/ is now the run that trained in {partial}/")
     if replaced.exists():
         shutil.rmtree(replaced)
     if partial.exists():

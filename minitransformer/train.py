@@ -80,6 +80,8 @@ from .rundir import (
     RunDirectoryError,
     RunLock,
     existing_run,
+    has_checkpoint,
+    partial_path,
     recover_interrupted_swap,
     remove_stale_temporaries,
     start_partial,
@@ -282,8 +284,13 @@ class Trainer:
             else:
                 self.work_dir = self._start_fresh_directory(overwrite)
             # 3. the tokenizer (trained into the work directory, never into an existing run)
-            self._prepare_data(resume, pairs)
-            self._build(resume)
+            try:
+                self._prepare_data(resume, pairs)
+                self._build(resume)
+            except OSError as error:
+                if error.filename is None:  # a write inside SentencePiece's or NumPy's code
+                    error.filename = str(self.work_dir)
+                raise RunWriteError(f"{describe_write_error(error)}; {self._last_good()}") from None
         except BaseException:
             self._abandon()
             raise
@@ -825,6 +832,10 @@ def config_from_args(args):
         if args.overwrite:
             raise ConfigError("--resume continues the run and --overwrite replaces it: give one of them")
         config_path = run_dir / "config.json"
+        if not config_path.is_file() and has_checkpoint(partial_path(run_dir)):
+            # a kill fell in the middle of the swap of a fresh run: the Trainer completes it,
+            # under the lock; its config is the partial one's
+            config_path = partial_path(run_dir) / "config.json"
         if not config_path.is_file():
             raise CheckpointError(
                 f"{run_dir}: nothing to resume: no checkpoint was written yet (no config.json); "

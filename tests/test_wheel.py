@@ -90,6 +90,7 @@ def test_the_wheel_installs_into_a_fresh_environment_and_trains_the_toy_task(tmp
     command = fresh / "bin" / "minitransformer"
     trained = run([command, "train", "--config", "toy", "--max-steps", "2", "--no-progress"], cwd=work, env=env)
     assert "Done:" in trained.stdout, trained.stdout
+    assert "Reading the toy corpus shipped with the package" in trained.stdout  # one line says where
     assert "Traceback" not in trained.stderr
     assert (work / "runs" / "toy" / "checkpoints" / "final.npz").is_file()
     # translate finds the run it just trained (runs/toy in the working directory)
