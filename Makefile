@@ -5,6 +5,7 @@
 #   make train                 train the toy English->French model (runs/toy/)
 #   make train CONFIG=tatoeba  the benchmark config on ../shared/data (runs/tatoeba/)
 #   make train RESUME=1        continue the last run after Ctrl-C
+#   make train OVERWRITE=1     replace the run in runs/<config>/ (kept until the new one's first checkpoint)
 #   make test                  run the test suite
 #   make translate TEXT="..."  translate with the last `make train` run
 #   make bench                 benchmarks (bench/results/<cpu>-<isa>/)
@@ -21,6 +22,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= toy
 DATA   ?=
 RESUME ?=
+OVERWRITE ?=
 TEXT   ?= the black cat sleeps .
 PYTEST_ARGS ?=
 
@@ -40,7 +42,7 @@ test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 train: setup
-	$(BIN)/minitransformer train --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume)
+	$(BIN)/minitransformer train --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume) $(if $(OVERWRITE),--overwrite)
 
 translate: setup
 	$(BIN)/minitransformer translate "$(TEXT)"

@@ -101,7 +101,9 @@ def cython_extensions() -> list:
 
 class build_py_with_cuda_sources(build_py):
     """Also ship csrc/*.cu inside the package (minitransformer/_ext/), where the CuPy
-    backend finds them in a regular, non-editable install."""
+    backend finds them in a regular, non-editable install, and the toy corpus
+    data/toy-*.tsv (minitransformer/corpus/data/), so that an installed package trains
+    `--config toy` from any directory (minitransformer/train.py:resolve_data_path)."""
 
     def run(self):
         super().run()
@@ -109,6 +111,10 @@ class build_py_with_cuda_sources(build_py):
         target.mkdir(parents=True, exist_ok=True)
         for source in sorted((HERE / "csrc").glob("*.cu")):
             shutil.copyfile(source, target / source.name)
+        corpus = Path(self.build_lib) / "minitransformer" / "corpus" / "data"
+        corpus.mkdir(parents=True, exist_ok=True)
+        for source in sorted((HERE / "data").glob("toy-*.tsv")):
+            shutil.copyfile(source, corpus / source.name)
 
 
 setup(

@@ -1,36 +1,44 @@
 """Checkpoints: save a run so that it can be resumed exactly, or used for translation.
 
-A checkpoint is a pair of files in ``<run_dir>/checkpoints/``:
+A checkpoint is ONE file, ``<run_dir>/checkpoints/<name>.npz``, and one save is one commit:
 
-    <name>.npz    the arrays: weights under "param.<key>", Adam's moments under
-                  "optim.m.<key>" / "optim.v.<key>", and "meta.token" / "meta.step"
-    <name>.json   everything else: step, epoch and batch index (the data position), the
-                  random generators' states, the model and training configs, the metrics so
-                  far, the format version, and the same token and step as the npz
+    param.<key>          the weights
+    optim.m.<key>, optim.v.<key>   Adam's two moments (absent in weights-only checkpoints)
+    meta.record          a JSON text: step, epoch and batch index (the data position), the
+                         dropout stream's state, the model and training configs, the metrics
+                         and history so far, the format version
 
     save_checkpoint("runs/toy", model, optimizer, {"step": 500, "epoch": 3, ...})
-    checkpoint = load_checkpoint("runs/toy/checkpoints/last.json")
+    checkpoint = load_checkpoint("runs/toy/checkpoints/last.npz")
     model, tokenizer, info = load_for_inference("runs/toy")
 
-Why two files and a token: each file is written atomically (into a temporary file in the
-same directory, flushed and fsync'ed, then renamed over the old one with ``os.replace``,
-which is atomic on POSIX), so a reader never sees half a file, and a write interrupted at
-any point leaves the previous file whole. The npz is renamed first and the json last, so
-the json is the commit record. If a crash falls exactly between the two renames, the
-directory holds a new npz beside an old json; the random token stored in both tells the
-loader the two do not belong together, and it refuses them instead of mixing weights of one
-step with the optimizer state or data position of another. Temporary files are named
-".<name>.npz.<random>.tmp", which no loader mistakes for a checkpoint.
+Why one file: it is written into a temporary file in the same directory, flushed and
+fsync'ed, then renamed over the old one with ``os.replace``, which is atomic on POSIX. A
+reader, or a resumed run, therefore sees either the whole old checkpoint or the whole new
+one: weights, optimizer state and data position can never come from two different saves,
+whatever moment a kill chooses. (Format 1 wrote an .npz and a .json renamed one after the
+other; a kill between the two renames made the run unresumable. It is still read.)
 
-Names used by the training loop: "last" (resume from here), "step-00001200" (a small ring
-of recent weights, for checkpoint averaging) and "final" (the weights that were evaluated
-at the end: the last ones, or the average of the ring when that scored better).
+"last" keeps one generation behind it: a save of "last" first renames the old last.npz to
+previous.npz, then renames the new file in. If last.npz is missing or damaged (a disk that
+lost a write, a kill between those two renames), ``load_resumable`` falls back to
+previous.npz and says so. Temporary files are named ".<name>.npz.<random>.tmp", which no
+loader mistakes for a checkpoint; a resumed run removes the ones a kill left behind.
+
+Names used by the training loop: "last" (resume from here), "previous" (the save before
+it), "step-00001200" (the ring of recent weights for checkpoint averaging, written only on
+schedule) and "final" (the weights that were evaluated at the end: the last ones, or the
+average of the ring when that scored better).
+
+For the fault-injection tests, the environment variable MINITRANSFORMER_KILL_AT_RENAME=N
+makes the process SIGKILL itself just before its N-th rename of a commit (see ``rename``),
+so that every window between two renames is hit deterministically.
 """
 
 import json
 import os
 import re
-import secrets
+import signal
 import tempfile
 import zipfile
 from pathlib import Path
@@ -40,11 +48,13 @@ import numpy as np
 from .arrays import to_numpy
 from .config import ModelConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 STEP_PREFIX = "step-"
 # the process's umask, read once (os.umask can only be read by setting it)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+KILL_AT_RENAME_VAR = "MINITRANSFORMER_KILL_AT_RENAME"
+_renames_done = 0
 
 
 class CheckpointError(RuntimeError):
@@ -56,6 +66,22 @@ def checkpoint_dir(run_dir):
 
 
 # --- writing ----------------------------------------------------------------------------------
+
+
+def kill_point():
+    """The fault-injection hook, called before every rename that commits something: when
+    $MINITRANSFORMER_KILL_AT_RENAME is N, the N-th call SIGKILLs the process."""
+    global _renames_done
+    _renames_done += 1
+    kill_at = os.environ.get(KILL_AT_RENAME_VAR)
+    if kill_at and _renames_done == int(kill_at):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def rename(source, destination):
+    """``os.replace`` (atomic on POSIX), the one way a commit is made."""
+    kill_point()
+    os.replace(source, destination)
 
 
 def _fsync_directory(directory):
@@ -72,27 +98,35 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
-def atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``.
+def atomic_write(path, write, before_rename=None):
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``
+    (calling ``before_rename()`` first, once the new file is whole on disk).
 
     On any failure (including KeyboardInterrupt) the temporary file is removed and ``path``
-    is left as it was.
+    is left as it was. An OSError names ``path`` (its ``filename``), so that "no space left"
+    says which file could not be written.
     """
     path = Path(path)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    handle = None
     try:
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
         # a temporary file is private (0600); the result should have an ordinary file's mode
         os.chmod(handle.name, 0o666 & ~_UMASK)
         with handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        try:
-            os.unlink(handle.name)
-        except FileNotFoundError:
-            pass
+        if before_rename is not None:
+            before_rename()
+        rename(handle.name, path)
+    except BaseException as error:
+        if handle is not None:
+            try:
+                os.unlink(handle.name)
+            except FileNotFoundError:
+                pass
+        if isinstance(error, OSError) and not isinstance(error, FileExistsError) and error.filename != str(path):
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from None
         raise
     _fsync_directory(path.parent)
 
@@ -103,30 +137,24 @@ def write_json(path, value):
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
+def checkpoint_path(run_dir, name):
+    return checkpoint_dir(run_dir) / f"{name}.npz"
+
+
 def save_checkpoint(run_dir, model, optimizer, state, name="last"):
-    """Write ``checkpoints/<name>.npz`` then ``checkpoints/<name>.json``; returns the json path.
+    """Commit ``checkpoints/<name>.npz`` with one rename; returns its path.
 
     state: a JSON-serializable dict; it must hold "step". optimizer may be None (weights
     only, as for the averaging ring). The model config and format version are added here.
+    Saving "last" first moves the old last.npz to previous.npz (one generation kept).
     """
     if "step" not in state:
         raise ValueError("checkpoint state needs a 'step'")
     directory = checkpoint_dir(run_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(8)
     step = int(state["step"])
-
-    arrays = {f"param.{key}": to_numpy(value) for key, value in model.params.items()}
-    if optimizer is not None:
-        for key, value in optimizer.state_dict().items():  # keys "m.<key>" / "v.<key>"
-            arrays[f"optim.{key}"] = to_numpy(value)
-    arrays["meta.token"] = np.array(token)
-    arrays["meta.step"] = np.array(step, dtype=np.int64)
-
     record = dict(state)
     record.update(
         format_version=FORMAT_VERSION,
-        token=token,
         step=step,
         model_config=model.config.to_dict(),
         has_optimizer=optimizer is not None,
@@ -134,61 +162,121 @@ def save_checkpoint(run_dir, model, optimizer, state, name="last"):
     )
     text = json.dumps(record, indent=2) + "\n"  # fails here, before any file is touched, if not serializable
 
-    atomic_write(directory / f"{name}.npz", lambda handle: np.savez(handle, **arrays))
-    atomic_write(directory / f"{name}.json", lambda handle: handle.write(text.encode("utf-8")))
-    return directory / f"{name}.json"
+    arrays = {f"param.{key}": to_numpy(value) for key, value in model.params.items()}
+    if optimizer is not None:
+        for key, value in optimizer.state_dict().items():  # keys "m.<key>" / "v.<key>"
+            arrays[f"optim.{key}"] = to_numpy(value)
+    arrays["meta.record"] = np.array(text)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.npz"
+
+    def keep_previous():
+        # the complete new file is on disk: only now step the old one back
+        if name == "last" and path.exists():
+            rename(path, directory / "previous.npz")
+
+    atomic_write(path, lambda handle: np.savez(handle, **arrays), before_rename=keep_previous)
+    return path
 
 
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _pair_paths(path):
-    """A checkpoint given as .../name.json, .../name.npz or .../name -> (npz, json)."""
+def _paths(path):
+    """A checkpoint given as .../name.npz, .../name.json or .../name -> (npz, legacy json)."""
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".json", ".npz") else path
     return stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
 
 
 def load_checkpoint(path):
-    """Read a checkpoint pair -> {"params", "optimizer" (or None), "state", "path"}.
+    """Read a checkpoint -> {"params", "optimizer" (or None), "state", "path"}.
 
-    Raises CheckpointError when a file is missing or unreadable, or the two files come from
-    different saves.
+    Raises CheckpointError when the file is missing, damaged (zip's CRC catches flipped
+    bytes) or not a checkpoint.
     """
-    npz_path, json_path = _pair_paths(path)
-    for required in (json_path, npz_path):
-        if not required.is_file():
-            raise CheckpointError(f"{required}: checkpoint file not found")
-    try:
-        state = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise CheckpointError(f"{json_path}: unreadable checkpoint record ({error})") from None
-    if not isinstance(state, dict) or "token" not in state or "step" not in state:
-        raise CheckpointError(f"{json_path}: not a minitransformer checkpoint record (no token/step)")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{json_path}: checkpoint format {state.get('format_version')!r}, this version reads {FORMAT_VERSION}"
-        )
-    params, optimizer = {}, {}
+    npz_path, json_path = _paths(path)
+    if not npz_path.is_file():
+        raise CheckpointError(f"{npz_path}: checkpoint file not found")
+    params, optimizer, record, legacy = {}, {}, None, {}
     try:
         with np.load(npz_path, allow_pickle=False) as archive:
-            token = str(archive["meta.token"])
-            step = int(archive["meta.step"])
             for key in archive.files:
                 if key.startswith("param."):
                     params[key[len("param.") :]] = archive[key]
                 elif key.startswith("optim."):
                     optimizer[key[len("optim.") :]] = archive[key]
+                elif key == "meta.record":
+                    record = str(archive[key])
+                elif key in ("meta.token", "meta.step"):
+                    legacy[key] = archive[key].item()
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{npz_path}: unreadable checkpoint arrays ({error})") from None
-    if token != state["token"] or step != state["step"]:
-        raise CheckpointError(
-            f"{npz_path} (step {step}) and {json_path.name} (step {state['step']}) come from different "
-            "saves (a save was interrupted between its two files); use another checkpoint"
-        )
+    if record is None:
+        state = _legacy_record(npz_path, json_path, legacy)
+    else:
+        try:
+            state = json.loads(record)
+        except ValueError as error:
+            raise CheckpointError(f"{npz_path}: unreadable checkpoint record ({error})") from None
+        if not isinstance(state, dict) or "step" not in state:
+            raise CheckpointError(f"{npz_path}: not a minitransformer checkpoint record (no step)")
+        if state.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{npz_path}: checkpoint format {state.get('format_version')!r}, this version reads {FORMAT_VERSION}"
+            )
     if not params:
         raise CheckpointError(f"{npz_path}: holds no weights")
-    return {"params": params, "optimizer": optimizer or None, "state": state, "path": json_path}
+    return {"params": params, "optimizer": optimizer or None, "state": state, "path": npz_path}
+
+
+def _legacy_record(npz_path, json_path, arrays_meta):
+    """The record of a format-1 checkpoint (an .npz beside a .json, paired by a token)."""
+    if not json_path.is_file():
+        raise CheckpointError(f"{npz_path}: holds no record (meta.record), and {json_path.name} is missing")
+    try:
+        state = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f"{json_path}: unreadable checkpoint record ({error})") from None
+    if not isinstance(state, dict) or "token" not in state or "step" not in state or state.get("format_version") != 1:
+        raise CheckpointError(f"{json_path}: not a minitransformer checkpoint record")
+    if arrays_meta.get("meta.token") != state["token"] or arrays_meta.get("meta.step") != state["step"]:
+        raise CheckpointError(
+            f"{npz_path} (step {arrays_meta.get('meta.step')}) and {json_path.name} (step {state['step']}) come "
+            "from different saves (a format-1 save was interrupted between its two files); use another checkpoint"
+        )
+    return state
+
+
+def load_resumable(run_dir, say=print):
+    """The checkpoint to resume ``run_dir`` from: last.npz, else previous.npz (saying why).
+
+    A run killed before its first checkpoint has neither: the error says so, and how to
+    start again.
+    """
+    directory = checkpoint_dir(run_dir)
+    last, previous = directory / "last.npz", directory / "previous.npz"
+    if not last.exists() and not previous.exists() and not (directory / "last.json").exists():
+        raise CheckpointError(
+            f"{run_dir}: no checkpoint was written yet (the run stopped before its first one); "
+            f"start it again without --resume: minitransformer train --overwrite --out {run_dir}"
+        )
+    try:
+        checkpoint = load_checkpoint(last)
+        if checkpoint["optimizer"] is None:
+            raise CheckpointError(f"{last}: holds no optimizer state; cannot resume from it")
+        return checkpoint
+    except CheckpointError as error:
+        if not previous.exists():
+            raise
+        try:
+            fallback = load_checkpoint(previous)
+        except CheckpointError as second:
+            raise CheckpointError(f"{error}; and the fallback is unusable too: {second}") from None
+        say(f"warning: {error}; falling back to the previous good checkpoint, {previous} "
+            f"(step {fallback['state']['step']})")
+        return fallback
 
 
 def model_config_of(checkpoint):
@@ -202,7 +290,8 @@ def model_config_of(checkpoint):
 def resolve_checkpoint(run_dir_or_checkpoint):
     """A run directory or a checkpoint path -> (run_dir, checkpoint path without suffix).
 
-    In a run directory the "final" checkpoint is preferred (what the run evaluated), then "last".
+    In a run directory the "final" checkpoint is preferred (what the run evaluated), then
+    "last", then "previous".
     """
     path = Path(run_dir_or_checkpoint)
     if path.is_dir():
@@ -211,14 +300,14 @@ def resolve_checkpoint(run_dir_or_checkpoint):
         directory = checkpoint_dir(path)
         if not directory.is_dir():
             raise CheckpointError(f"{path}: not a run directory (it has no checkpoints/)")
-        for name in ("final", "last"):
-            if (directory / f"{name}.json").is_file():
+        for name in ("final", "last", "previous"):
+            if (directory / f"{name}.npz").is_file():
                 return path, directory / name
-        raise CheckpointError(f"{directory}: holds no checkpoint (neither final.json nor last.json)")
-    npz_path, json_path = _pair_paths(path)
-    if not json_path.is_file() and not npz_path.is_file():
+        raise CheckpointError(f"{directory}: holds no checkpoint (neither final.npz nor last.npz)")
+    npz_path, json_path = _paths(path)
+    if not npz_path.is_file():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
-    return json_path.parent.parent, json_path.with_suffix("")
+    return npz_path.parent.parent, npz_path.with_suffix("")
 
 
 def load_for_inference(run_dir_or_checkpoint, backend="auto"):
@@ -239,37 +328,48 @@ def load_for_inference(run_dir_or_checkpoint, backend="auto"):
         tokenizer = Tokenizer.load(Path(run_dir) / "tokenizer")
     except TokenizerError as error:
         raise CheckpointError(f"{run_dir}: {error}") from None
-    if (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) != (config.src_vocab_size, config.tgt_vocab_size):
-        raise CheckpointError(
-            f"{run_dir}: the tokenizer's vocabularies ({tokenizer.src_vocab_size}, {tokenizer.tgt_vocab_size}) "
-            f"do not match the model's ({config.src_vocab_size}, {config.tgt_vocab_size})"
-        )
+    check_tokenizer_matches(tokenizer, config, Path(run_dir) / "tokenizer", checkpoint["path"])
     info = dict(checkpoint["state"])
     info.update(checkpoint=str(checkpoint["path"]), run_dir=str(run_dir))
     return model, tokenizer, info
 
 
+def check_tokenizer_matches(tokenizer, config, tokenizer_dir, checkpoint_file):
+    """A tokenizer of another vocabulary than the checkpoint's is named as the culprit."""
+    if (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) != (config.src_vocab_size, config.tgt_vocab_size):
+        raise CheckpointError(
+            f"{tokenizer_dir}: this tokenizer's vocabularies ({tokenizer.src_vocab_size}, "
+            f"{tokenizer.tgt_vocab_size}) do not match the ({config.src_vocab_size}, {config.tgt_vocab_size}) "
+            f"that {checkpoint_file} was trained with: the run's tokenizer/ was replaced; put back its own"
+        )
+
+
 # --- the ring of step checkpoints, and averaging them ------------------------------------------
 
 
-def step_checkpoints(run_dir):
-    """The ring's checkpoints, oldest first, as paths without suffix."""
+def step_checkpoints(run_dir, up_to=None):
+    """The ring's checkpoints, oldest first, as paths without suffix (only those of steps
+    ≤ ``up_to`` when given)."""
     directory = checkpoint_dir(run_dir)
-    pattern = re.compile(rf"^{STEP_PREFIX}(\d+)\.json$")
+    pattern = re.compile(rf"^{STEP_PREFIX}(\d+)\.npz$")
     found = []
     if directory.is_dir():
         for entry in directory.iterdir():
             match = pattern.match(entry.name)
-            if match:
+            if match and (up_to is None or int(match.group(1)) <= up_to):
                 found.append((int(match.group(1)), entry.with_suffix("")))
     return [path for _, path in sorted(found)]
 
 
 def save_step_checkpoint(run_dir, model, state, keep):
-    """Add the current weights to the ring and drop all but the newest ``keep``."""
+    """Add the current weights to the ring and drop all but the newest ``keep``.
+
+    Dropping early is safe for a resumed run: an entry goes only when ``keep`` newer ones
+    exist, and a replay of the same steps writes those again, identically.
+    """
     save_checkpoint(run_dir, model, None, state, name=f"{STEP_PREFIX}{int(state['step']):08d}")
     for stale in step_checkpoints(run_dir)[:-keep] if keep > 0 else step_checkpoints(run_dir):
-        for suffix in (".json", ".npz"):  # json first: a half-deleted pair is then not listed
+        for suffix in (".npz", ".json"):  # .json: a format-1 entry's record
             stale.with_suffix(suffix).unlink(missing_ok=True)
 
 

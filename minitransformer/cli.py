@@ -8,11 +8,15 @@ Every subcommand takes ``--backend {numpy,cython,cupy,auto}``; its default is th
 environment variable MINITRANSFORMER_BACKEND, else auto. Problems with what the user gave
 (a backend that cannot run here, a bad data file, a bad checkpoint or config) end with ONE
 line on stderr and a non-zero exit code, never a traceback: 2 for a backend or usage
-error, 1 for bad input or a diverged run, 130 for Ctrl-C.
+error, 1 for bad input, a diverged run, a run directory in use or a file that cannot be
+written (a full disk names the file and the last good checkpoint), 130 for Ctrl-C and 143
+for SIGTERM (a training run saves a checkpoint first). Text that came from outside (a
+file's lines, a path) is printed with its control characters escaped (messages.py).
 """
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 
@@ -59,19 +63,50 @@ def build_parser():
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
     """Warnings for a person at a terminal: the message, without the source line."""
-    print(f"warning: {message}", file=file if file is not None else sys.stderr)
+    from .messages import sanitize
+
+    print(f"warning: {sanitize(message)}", file=file if file is not None else sys.stderr)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop (which handles it itself, saving first)."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
+def _error(prefix, error):
+    from .messages import sanitize
+
+    print(f"minitransformer: {prefix}{sanitize(error)}", file=sys.stderr)
 
 
 def main(argv=None):
     """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    previous = {}
+    if threading_is_main():
+        # a file-size limit (ulimit -f) makes write() fail with EFBIG instead of killing us,
+        # so that the error can name the file; SIGTERM ends with a message, not silently
+        previous = {signal.SIGXFSZ: signal.signal(signal.SIGXFSZ, signal.SIG_IGN),
+                    signal.SIGTERM: signal.signal(signal.SIGTERM, _terminated)}
+    try:
+        return _run(args)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(args):
     from .checkpoint import CheckpointError
     from .configs import ConfigError
     from .data import DataError
+    from .rundir import RunDirectoryError
     from .tokenizer import TokenizerError
-    from .train import TrainingDiverged
+    from .train import RunWriteError, TrainingDiverged
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     keep_freed_memory()  # every step reuses its temporaries without page faults (memory.py)
     if args.backend is None:  # resolved here, once, so that every subcommand sees the same choice
         args.backend = os.environ.get(backends.ENV_VAR) or "auto"
@@ -81,19 +116,33 @@ def main(argv=None):
             # fail fast, before any data is read, when the backend cannot run here
             backends.get(args.backend)
         except (backends.BackendUnavailable, ValueError) as error:  # ValueError: a bad $MINITRANSFORMER_BACKEND
-            print(f"minitransformer: error: {error}", file=sys.stderr)
+            _error("error: ", error)
             return 2
         try:
             return int(args.run(args) or 0)
         except TrainingDiverged as error:
-            print(f"minitransformer: training diverged: {error}", file=sys.stderr)
+            _error("training diverged: ", error)
             return 1
-        except (DataError, CheckpointError, ConfigError, TokenizerError, OSError) as error:
-            print(f"minitransformer: error: {error}", file=sys.stderr)
+        except (DataError, CheckpointError, ConfigError, TokenizerError, RunDirectoryError, RunWriteError) as error:
+            _error("error: ", error)
+            return 1
+        except OSError as error:
+            from .train import describe_write_error
+
+            _error("error: ", describe_write_error(error) if error.filename else error)
             return 1
         except backends.BackendUnavailable as error:
-            print(f"minitransformer: error: {error}", file=sys.stderr)
+            _error("error: ", error)
             return 2
+        except Terminated:
+            print("minitransformer: terminated (SIGTERM)", file=sys.stderr)
+            return 143
         except KeyboardInterrupt:
             print("minitransformer: interrupted", file=sys.stderr)
             return 130
+
+
+def threading_is_main():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -9,6 +9,9 @@ builds), and a resumed run reads it back from there.
 """
 
 import json
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -20,6 +23,31 @@ BUDGET_FIELDS = ("epochs", "minutes", "max_steps")
 
 class ConfigError(ValueError):
     """A config name, file or value cannot be used; the message says which and why."""
+
+
+# SentencePiece needs room for pad, unk, bos, eos and at least a few characters
+MIN_VOCAB_SIZE = 16
+
+
+def _check_type(name, value, annotation):
+    """``value`` must be of the field's annotated type (int, float, str, bool, or X | None);
+    a float field takes an int, no number field takes a bool, and floats must be finite."""
+    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None and type(None) in allowed:
+        return
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"TrainConfig.{name} must be a finite number, got {value!r}")
+            return
+        if kind is str and isinstance(value, str):
+            return
+    expected = " or ".join("None" if kind is type(None) else kind.__name__ for kind in allowed)
+    raise ConfigError(f"TrainConfig.{name} must be {expected}, got {value!r}")
 
 
 @dataclass
@@ -106,6 +134,10 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        # every field's type first, so that "d_model": "abc" is named here, not as a
+        # TypeError deep inside the model once the tokenizer has trained
+        for field in fields(self):
+            _check_type(field.name, getattr(self, field.name), field.type)
         for name in ("vocab_size", "max_tokens", "warmup_steps", "eval_every", "log_every", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -120,6 +152,30 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{name} must be positive (or None for no limit), got {value!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"TrainConfig.label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
+        if self.vocab_size < MIN_VOCAB_SIZE:
+            raise ConfigError(
+                f"TrainConfig.vocab_size must be at least {MIN_VOCAB_SIZE} (4 special pieces and the characters), "
+                f"got {self.vocab_size}"
+            )
+        for name in ("keep_checkpoints", "held_out_sources", "eval_sentences", "samples"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"TrainConfig.{name} must be ≥ 0, got {getattr(self, name)!r}")
+        for name in ("lr_factor", "clip_norm", "eps"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"TrainConfig.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"TrainConfig.{name} must lie in [0, 1), got {getattr(self, name)!r}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"TrainConfig.weight_decay must be ≥ 0, got {self.weight_decay!r}")
+        if self.tokenizer_model_type not in ("bpe", "unigram"):
+            raise ConfigError(f"TrainConfig.tokenizer_model_type must be 'bpe' or 'unigram', got {self.tokenizer_model_type!r}")
+        # the model's own checks (d_model divisible by n_heads, dropout in [0, 1), the dtype…)
+        # now, with a stand-in vocabulary: the real sizes are known only after the tokenizer
+        try:
+            self.model_config(self.vocab_size, self.vocab_size)
+        except ValueError as error:
+            raise ConfigError(str(error).replace("ModelConfig.", "TrainConfig.")) from None
 
     def model_config(self, src_vocab_size, tgt_vocab_size):
         """The ModelConfig for vocabularies of these sizes (known once the tokenizer exists)."""

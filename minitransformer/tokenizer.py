@@ -67,24 +67,32 @@ class Tokenizer:
         """
         spm.set_random_generator_seed(seed)
         model = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences),
-            model_writer=model,
-            vocab_size=vocab_size,
-            model_type=model_type,
-            pad_id=Tokenizer.pad_id,
-            unk_id=Tokenizer.unk_id,
-            bos_id=Tokenizer.bos_id,
-            eos_id=Tokenizer.eos_id,
-            # French needs every accented letter; the default 0.9995 would map rare ones to unk
-            character_coverage=1.0,
-            # a small corpus may not have vocab_size distinct pieces: take what there is
-            hard_vocab_limit=False,
-            input_sentence_size=0,
-            shuffle_input_sentence=False,
-            num_threads=1,
-            minloglevel=2,
-        )
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences),
+                model_writer=model,
+                vocab_size=vocab_size,
+                model_type=model_type,
+                pad_id=Tokenizer.pad_id,
+                unk_id=Tokenizer.unk_id,
+                bos_id=Tokenizer.bos_id,
+                eos_id=Tokenizer.eos_id,
+                # French needs every accented letter; the default 0.9995 would map rare ones to unk
+                character_coverage=1.0,
+                # a small corpus may not have vocab_size distinct pieces: take what there is
+                hard_vocab_limit=False,
+                input_sentence_size=0,
+                shuffle_input_sentence=False,
+                num_threads=1,
+                minloglevel=2,
+            )
+        except RuntimeError as error:
+            # e.g. "Vocabulary size is smaller than required_chars": one line, the cause kept
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise TokenizerError(
+                f"SentencePiece cannot build a vocabulary of {vocab_size} pieces from this data ({reason}); "
+                "change vocab_size in the config"
+            ) from None
         return model.getvalue()
 
     @classmethod

@@ -27,13 +27,20 @@ The recipe:
      valid BLEU; BLEU on the full valid and test sets; metrics.json and curves.png.
 
 The run directory: config.json (model + training config), tokenizer/, checkpoints/
-(last, final, step-*), metrics.json (written at every evaluation, so a stopped run still
-has one) and curves.png. Ctrl-C stops after the current step and saves a checkpoint;
-`--resume` continues with the same weights, optimizer state, data position and random
-stream, so the resumed run computes the very same losses as one that never stopped.
+(last, previous, final, step-*), metrics.json (written at every evaluation, so a stopped
+run still has one) and curves.png. Ctrl-C or SIGTERM stops after the current step and saves
+a checkpoint; `--resume` continues with the same weights, optimizer state, data position,
+random stream and half-filled log window, so the resumed run computes the very same
+losses, history, final weights and BLEU as one that never stopped.
+
+The run directory is a transaction (minitransformer/rundir.py): the data, config and
+tokenizer are checked before it is touched; one process writes it at a time (a lock); a
+fresh run trains beside it and is swapped in at its first checkpoint, and replaces an
+existing run only with --overwrite. docs/09-training.md lists what survives what.
 """
 
 import contextlib
+import errno
 import json
 import math
 import shutil
@@ -52,9 +59,11 @@ from . import backends
 from .batching import Batcher, encode_pairs, pad_sequences
 from .checkpoint import (
     CheckpointError,
+    atomic_write,
     average_checkpoints,
+    check_tokenizer_matches,
     checkpoint_dir,
-    load_checkpoint,
+    load_resumable,
     model_config_of,
     save_checkpoint,
     save_step_checkpoint,
@@ -62,10 +71,22 @@ from .checkpoint import (
     write_json,
 )
 from .configs import BUDGET_FIELDS, ConfigError, TrainConfig, get_config
-from .data import group_references, load_pairs, split_by_source
+from .data import DataError, group_references, load_pairs, split_by_source
 from .layers.dropout import DropoutStream
+from .messages import sanitize
 from .model import make_model
 from .optim import Adam, clip_grad_norm, noam_lr
+from .rundir import (
+    RunDirectoryError,
+    RunLock,
+    existing_run,
+    has_checkpoint,
+    partial_path,
+    recover_interrupted_swap,
+    remove_stale_temporaries,
+    start_partial,
+    swap_in,
+)
 from .tokenizer import Tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -73,18 +94,48 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DECODE_BATCH = 100
 
 
+PACKAGE_DATA = Path(__file__).resolve().parent / "corpus" / "data"
+# what SIGINT and SIGTERM stop a run with: the shell's codes, 128 + the signal's number
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient stopped being finite; nothing was saved after it."""
 
 
+class RunWriteError(RuntimeError):
+    """A file of the run could not be written (a full disk, a file-size limit); the message
+    names the file and the last good checkpoint."""
+
+
 def resolve_data_path(path):
     """A relative data path is looked up in the working directory, then in the project root
-    (so `make train` and a run from another directory find data/ and ../shared/data)."""
+    (so `make train` and a run from another directory find data/ and ../shared/data), then,
+    for the toy corpus data/toy-*.tsv, in the copy that a pip-installed package carries
+    (minitransformer/corpus/data/, put there by setup.py)."""
     path = Path(path)
     if path.is_absolute() or path.exists():
         return path
     beside_project = PROJECT_ROOT / path
-    return beside_project if beside_project.exists() else path
+    if beside_project.exists():
+        return beside_project
+    packaged = PACKAGE_DATA / path.name
+    if path.parent == Path("data") and packaged.is_file():
+        return packaged
+    return path
+
+
+def describe_write_error(error):
+    """An OSError from writing -> "<file>: <what happened>", with the usual cause named."""
+    what = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        what = "the disk is full (No space left on device)"
+    elif error.errno == errno.EFBIG:
+        what = "the file grew past the size limit (File too large)"
+    elif error.errno == errno.EDQUOT:
+        what = "the disk quota is exhausted"
+    return f"{error.filename or 'a file of the run'}: {what}"
 
 
 # --- evaluation: loss and BLEU ----------------------------------------------------------------
@@ -168,10 +219,23 @@ def mean_loss(model, examples, pad_id, max_tokens):
 
 
 class LogWindow:
-    """The steps since the last log entry: their mean loss and their tokens per second."""
+    """The steps since the last log entry: their mean loss and their tokens per second.
+
+    A checkpoint saves it, so that a run resumed in the middle of a window logs the same
+    mean over the same steps as one that never stopped."""
 
     def __init__(self):
         self.loss, self.steps, self.tokens, self.seconds = 0.0, 0, 0, 0.0
+
+    def state(self):
+        return {"loss": self.loss, "steps": self.steps, "tokens": self.tokens, "seconds": self.seconds}
+
+    @classmethod
+    def from_state(cls, state):
+        window = cls()
+        window.loss, window.steps = float(state["loss"]), int(state["steps"])
+        window.tokens, window.seconds = int(state["tokens"]), float(state["seconds"])
+        return window
 
     def add(self, loss, tokens, seconds):
         self.loss += loss
@@ -191,31 +255,71 @@ class LogWindow:
 class Trainer:
     """One training run in one run directory. See the module docstring for the recipe."""
 
-    def __init__(self, config: TrainConfig, run_dir, backend=None, resume=False, progress=True, out=None):
+    def __init__(self, config: TrainConfig, run_dir, backend=None, resume=False, progress=True, out=None,
+                 overwrite=False):
         self.config = config
         self.run_dir = Path(run_dir)
         self.backend = backends.get(backend) if backend is None or isinstance(backend, str) else backend
         self.progress = progress
         self.out = out if out is not None else sys.stdout
-        self.stop_requested = False  # set by the first Ctrl-C
+        self.stop_requested = False  # set by the first Ctrl-C or SIGTERM
+        self.stop_signal = None  # which of the two stopped the run
+        self.saving = False  # a second signal waits while a checkpoint is being committed
         self.step_losses = []  # every step's loss in this process (the resume test compares them)
-        if resume:
-            self._check_resumable()
-        else:
-            self._start_fresh_directory()
-        self._prepare_data(resume)
-        self._build(resume)
+        self.saved_at = None  # the step of the last checkpoint, None before the first
+        self.lock = None
+        # 1. validate everything that can be checked without touching the run directory:
+        #    the config (checked when it was built), the data files, the pairs that fit
+        pairs = self._load_data()
+        # 2. one writer: the lock; then finish whatever a kill interrupted
+        self.lock = RunLock.acquire(self.run_dir)
+        try:
+            recover_interrupted_swap(self.run_dir, self.say)
+            if resume:
+                self._check_resumable()
+                removed = remove_stale_temporaries(self.run_dir)
+                if removed:
+                    self.say(f"Removed {removed} temporary file(s) that an interrupted save left in {self.run_dir}/")
+                self.work_dir = self.run_dir
+            else:
+                self.work_dir = self._start_fresh_directory(overwrite)
+            # 3. the tokenizer (trained into the work directory, never into an existing run)
+            try:
+                self._prepare_data(resume, pairs)
+                self._build(resume)
+            except OSError as error:
+                if error.filename is None:  # a write inside SentencePiece's or NumPy's code
+                    error.filename = str(self.work_dir)
+                raise RunWriteError(f"{describe_write_error(error)}; {self._last_good()}") from None
+        except BaseException:
+            self._abandon()
+            raise
 
     def say(self, message):
-        """Print a line without breaking the progress bar."""
-        tqdm.write(message, file=self.out)
+        """Print a line without breaking the progress bar; untrusted text is made inert."""
+        tqdm.write(sanitize(message), file=self.out)
+
+    def _abandon(self):
+        """Give up the run directory: a fresh run that saved nothing leaves no trace."""
+        if self.saved_at is None and getattr(self, "work_dir", None) is not None and self.work_dir != self.run_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.close()
+
+    def close(self):
+        """Release the run directory's lock (train() and finish() do, and the kernel at exit)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # --- setup --------------------------------------------------------------------------------
 
     def _check_resumable(self):
         config_path = self.run_dir / "config.json"
         if not config_path.is_file():
-            raise CheckpointError(f"{self.run_dir}: nothing to resume (no config.json); train without --resume")
+            raise CheckpointError(
+                f"{self.run_dir}: nothing to resume (no config.json): no checkpoint was written yet; "
+                "train without --resume to start it"
+            )
         saved = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8"))["train"])
         different = [
             name
@@ -228,20 +332,31 @@ class Trainer:
                 "only the budget (epochs, minutes, max_steps) may change on --resume"
             )
 
-    def _start_fresh_directory(self):
-        """A fresh run replaces whatever an earlier run left in the same directory."""
-        old = [self.run_dir / name for name in ("checkpoints", "tokenizer", "metrics.json", "curves.png", "config.json")]
-        if any(path.exists() for path in old):
-            self.say(f"Starting a fresh run in {self.run_dir}/ (replacing the run there; --resume would continue it)")
-            for path in old:
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+    def _start_fresh_directory(self, overwrite):
+        """A fresh run trains in a sibling directory, swapped in at its first checkpoint;
+        an existing run is replaced only with ``overwrite``, anything else never."""
+        found = existing_run(self.run_dir)
+        if found == "other":
+            raise RunDirectoryError(
+                f"{self.run_dir}: exists and is not a run directory (no config.json or checkpoints/); "
+                "nothing was changed; choose another --out"
+            )
+        if found == "run":
+            if not overwrite:
+                raise RunDirectoryError(
+                    f"{self.run_dir}: already holds a run; nothing was changed. Continue it with --resume, or "
+                    "replace it with --overwrite (it is kept until the new run saves its first checkpoint)"
+                )
+            self.say(f"Starting a fresh run beside {self.run_dir}/; it replaces the run there at its first checkpoint")
+        return start_partial(self.run_dir)
 
-    def _prepare_data(self, resume):
+    def _load_data(self):
+        """Read and check every data file -> (train, valid, test sets) pairs; DataError on problems."""
         config = self.config
+        given = [path for path in (config.train_data, config.valid_data, config.test_data,
+                                   config.compositional_test_data) if path is not None]
+        if any(PACKAGE_DATA in resolve_data_path(path).parents for path in given):
+            self.say(f"Reading the toy corpus shipped with the package, in {PACKAGE_DATA}/")
         train_pairs = load_pairs(resolve_data_path(config.train_data))
         # held-out parts, by English source, for whatever has no file of its own; the split
         # does not depend on the training seed, so runs with other seeds share a test set
@@ -253,8 +368,19 @@ class Trainer:
         test_sets = {"test": held_test if config.test_data is None else load_pairs(resolve_data_path(config.test_data))}
         if config.compositional_test_data is not None:
             test_sets["test_compositional"] = load_pairs(resolve_data_path(config.compositional_test_data))
+        if not train_pairs:
+            raise DataError(f"{config.train_data}: no pair is left to train on once valid and test are held out")
+        if not valid_pairs:
+            raise DataError(
+                f"{config.train_data}: too few distinct English sources ({len({s for s, _ in train_pairs})}) "
+                "to hold out a validation set; give more pairs, or valid_data in the config"
+            )
+        return train_pairs, valid_pairs, test_sets
 
-        tokenizer_dir = self.run_dir / "tokenizer"
+    def _prepare_data(self, resume, pairs):
+        config = self.config
+        train_pairs, valid_pairs, test_sets = pairs
+        tokenizer_dir = self.work_dir / "tokenizer"
         if resume:
             self.tokenizer = Tokenizer.load(tokenizer_dir)
         else:
@@ -269,9 +395,15 @@ class Trainer:
                 model_type=config.tokenizer_model_type,
             )
         examples, _ = encode_pairs(train_pairs, self.tokenizer, config.max_len, name=str(config.train_data))
+        if not examples:
+            raise DataError(f"{config.train_data}: none of its {len(train_pairs)} training pairs fits within "
+                            f"max_len={config.max_len} pieces; raise max_len in the config")
         self.batcher = Batcher(examples, config.max_tokens, seed=config.seed, pad_id=self.tokenizer.pad_id,
                                bos_id=self.tokenizer.bos_id, eos_id=self.tokenizer.eos_id)
         self.valid = EvalSet.from_pairs("valid", valid_pairs, self.tokenizer, config.max_len)
+        if not self.valid.sources:
+            raise DataError(f"{config.valid_data or config.train_data}: none of its {len(valid_pairs)} validation "
+                            f"pairs fits within max_len={config.max_len} pieces; raise max_len in the config")
         self.valid_subset = self.valid.subset(config.eval_sentences, self.tokenizer)
         self.test_sets = {
             name: EvalSet.from_pairs(name, pairs, self.tokenizer, config.max_len)
@@ -291,14 +423,17 @@ class Trainer:
         self.step_seconds = 0.0  # seconds inside training steps (for tokens/s)
         self.tokens_trained = 0  # non-pad source + target tokens trained on
         self.history = {"train": [], "valid": []}
+        self.window = LogWindow()  # the steps since the last history entry
         if not resume:
             self.model = make_model(model_config, seed=config.seed, backend=self.backend)
             self.optimizer = Adam(self.model.params, config.beta1, config.beta2, config.eps, config.weight_decay)
-            write_json(self.run_dir / "config.json", {"train": config.to_dict(), "model": model_config.to_dict()})
-            self.saved_at = None  # the step of the last checkpoint, None before the first
+            write_json(self.work_dir / "config.json", {"train": config.to_dict(), "model": model_config.to_dict()})
         else:
-            checkpoint = load_checkpoint(checkpoint_dir(self.run_dir) / "last")
-            if model_config_of(checkpoint) != model_config:
+            checkpoint = load_resumable(self.run_dir, self.say)
+            saved_config = model_config_of(checkpoint)
+            # a replaced tokenizer/ is named as such, not blamed on the config
+            check_tokenizer_matches(self.tokenizer, saved_config, self.run_dir / "tokenizer", checkpoint["path"])
+            if saved_config != model_config:
                 raise CheckpointError(f"{checkpoint['path']}: its model config differs from the run's config.json")
             try:
                 self.model = make_model(model_config, backend=self.backend, params=checkpoint["params"])
@@ -317,6 +452,7 @@ class Trainer:
                 self.step_seconds = state["step_seconds"]
                 self.tokens_trained = state["tokens_trained"]
                 self.history = state["history"]
+                self.window = LogWindow.from_state(state["log_window"])
             except (KeyError, TypeError, ValueError) as error:
                 raise CheckpointError(f"{checkpoint['path']}: cannot resume from it ({type(error).__name__}: {error})") from None
             self.saved_at = self.step
@@ -337,16 +473,28 @@ class Trainer:
             "step_seconds": self.step_seconds,
             "tokens_trained": self.tokens_trained,
             "history": self.history,
+            "log_window": self.window.state(),
             "metrics": {key: value for key, value in self._metrics(elapsed).items() if key != "history"},
             "backend": self.backend.name,
         }
 
     def save(self, elapsed):
-        """checkpoints/last (to resume from) and one more entry in the averaging ring."""
+        """On schedule, one more entry in the averaging ring; then checkpoints/last, to resume
+        from. The ring comes first and only on schedule, so a Ctrl-C adds no entry and a kill
+        between the two leaves an entry that the resumed run rewrites, identically."""
         state = self._state(elapsed)
-        save_checkpoint(self.run_dir, self.model, self.optimizer, state, name="last")
-        save_step_checkpoint(self.run_dir, self.model, state, keep=self.config.keep_checkpoints)
-        self.saved_at = self.step
+        self.saving = True
+        try:
+            if self.step > 0 and self.step % self.config.checkpoint_every == 0:
+                save_step_checkpoint(self.work_dir, self.model, state, keep=self.config.keep_checkpoints)
+            save_checkpoint(self.work_dir, self.model, self.optimizer, state, name="last")
+            self.saved_at = self.step
+            if self.work_dir != self.run_dir:
+                # the first checkpoint of a fresh run: now it may take the run directory's place
+                swap_in(self.work_dir, self.run_dir)
+                self.work_dir = self.run_dir
+        finally:
+            self.saving = False
 
     def _metrics(self, elapsed, final=None):
         last_valid = self.history["valid"][-1] if self.history["valid"] else {}
@@ -390,13 +538,15 @@ class Trainer:
             f"step {self.step}: valid loss {result['loss']:.3f}, valid BLEU {result['bleu']:.1f} "
             f"({len(self.valid_subset.sources)} sources, greedy), {elapsed / 60:.1f} min"
         )
-        write_json(self.run_dir / "metrics.json", self._metrics(elapsed))
+        write_json(self.work_dir / "metrics.json", self._metrics(elapsed))
         self._plot()
 
     def _plot(self):
         from .plot import plot_curves
 
-        plot_curves(self.history, self.run_dir / "curves.png", title=f"{self.config.name}: {self.run_dir}")
+        # drawn into memory, then committed like every other file: a full disk leaves the old one
+        atomic_write(self.work_dir / "curves.png",
+                     lambda handle: plot_curves(self.history, handle, title=f"{self.config.name}: {self.run_dir}"))
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -424,17 +574,32 @@ class Trainer:
 
     def _last_good(self):
         if self.saved_at is None:
+            if existing_run(self.run_dir) == "run":
+                return f"no checkpoint of this run had been saved yet; the run that was in {self.run_dir}/ is untouched"
             return "no checkpoint had been saved yet"
-        return f"the last good checkpoint, step {self.saved_at} in {checkpoint_dir(self.run_dir) / 'last.json'}, is untouched"
+        return f"the last good checkpoint, step {self.saved_at} in {checkpoint_dir(self.run_dir) / 'last.npz'}, is untouched"
 
     def train(self):
         """Train until the budget is spent; returns why it stopped ("epochs", "minutes",
-        "max_steps" or "interrupted"). Raises TrainingDiverged on a non-finite loss."""
+        "max_steps" or "interrupted"). Raises TrainingDiverged on a non-finite loss, and
+        RunWriteError when a file cannot be written; the run directory is released then."""
+        try:
+            reason = self._train()
+        except OSError as error:
+            message = f"{describe_write_error(error)}; {self._last_good()}"
+            self._abandon()
+            raise RunWriteError(message) from None
+        except BaseException:
+            self._abandon()
+            raise
+        self._abandon()  # the lock (finish() takes it again); a fresh run that saved nothing: its partial too
+        return reason
+
+    def _train(self):
         config, model, xp = self.config, self.model, self.model.xp
         started = time.monotonic()
         elapsed = self.elapsed_before
         estimate = config.max_steps or (config.epochs * self.batcher.batches_per_epoch(0) if config.epochs else None)
-        window = LogWindow()
         self.updating = False
         self.say(
             f"Training {model.num_parameters():,} parameters on {self.n_train_pairs:,} pairs "
@@ -504,11 +669,11 @@ class Trainer:
                     self.step_seconds += seconds
                     self.tokens_trained += tokens
                     self.step_losses.append(loss)
-                    window.add(loss, tokens, seconds)
+                    self.window.add(loss, tokens, seconds)
                     bar.update(1)
                     if self.step % config.log_every == 0:
-                        self._log(window, lr, bar, print_every)
-                        window = LogWindow()
+                        self._log(self.window, lr, bar, print_every)
+                        self.window = LogWindow()
             except KeyboardInterrupt:
                 # a Ctrl-C that could not wait for the end of the step (the second one)
                 elapsed = self.elapsed_before + time.monotonic() - started
@@ -520,8 +685,8 @@ class Trainer:
         self.elapsed = elapsed
         if reason == "interrupted":
             self.say(
-                f"Interrupted at step {self.step}; saved {checkpoint_dir(self.run_dir) / 'last.json'}. "
-                f"Resume with: minitransformer train --resume --out {self.run_dir}"
+                f"{SIGNAL_NAMES.get(self.stop_signal, 'Interrupted')}: stopped at step {self.step}; saved "
+                f"{checkpoint_dir(self.run_dir) / 'last.npz'}. Resume with: minitransformer train --resume --out {self.run_dir}"
             )
         else:
             self.say(f"Stopped at step {self.step} ({reason} budget reached) after {elapsed / 60:.1f} min")
@@ -541,23 +706,27 @@ class Trainer:
 
     @contextlib.contextmanager
     def _graceful_interrupt(self):
-        """The first Ctrl-C asks the loop to stop after the current step (so the checkpoint
-        is of a whole step); a second one interrupts at once."""
+        """The first Ctrl-C (SIGINT) or SIGTERM (what a job scheduler sends before it kills)
+        asks the loop to stop after the current step, so the checkpoint is of a whole step;
+        a second one interrupts at once, except while a checkpoint is being committed."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handler(signum, frame):
-            if self.stop_requested:
+            name = SIGNAL_NAMES[signum]
+            if self.stop_requested and not self.saving:
                 raise KeyboardInterrupt
-            self.stop_requested = True
-            self.say("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)")
+            if not self.stop_requested:
+                self.stop_requested, self.stop_signal = True, signum
+                self.say(f"{name}: stopping after this step and saving a checkpoint ({name} again to stop at once)")
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {signum: signal.signal(signum, handler) for signum in SIGNAL_NAMES}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
     # --- the end: final weights, full evaluation, metrics ---------------------------------------
 
@@ -565,8 +734,10 @@ class Trainer:
         """Choose the final weights, evaluate on the full valid and test sets, write
         metrics.json and curves.png; returns the metrics."""
         config = self.config
+        if self.lock is None:
+            self.lock = RunLock.acquire(self.run_dir)
         last_params = {key: value.copy() for key, value in self.model.params.items()}
-        ring = step_checkpoints(self.run_dir)
+        ring = step_checkpoints(self.run_dir, up_to=self.step)[-config.keep_checkpoints:] if config.keep_checkpoints else []
         final = {"final_weights": "last"}
         if config.average_checkpoints and len(ring) >= 2:
             # average the ring only if it translates the valid subset better than the last weights
@@ -583,8 +754,20 @@ class Trainer:
                     self.model.params[key][...] = value
         self.say(f"Final weights: {final['final_weights']}")
         elapsed = getattr(self, "elapsed", self.elapsed_before)
-        save_checkpoint(self.run_dir, self.model, None, dict(self._state(elapsed), final_weights=final["final_weights"]),
-                        name="final")
+        try:
+            save_checkpoint(self.run_dir, self.model, None,
+                            dict(self._state(elapsed), final_weights=final["final_weights"]), name="final")
+            metrics = self._final_evaluation(final, elapsed)
+        except OSError as error:
+            raise RunWriteError(
+                f"{describe_write_error(error)}; {self._last_good()}; `--resume` evaluates it again"
+            ) from None
+        finally:
+            self.close()
+        return metrics
+
+    def _final_evaluation(self, final, elapsed):
+        config = self.config
 
         self.say(f"Evaluating on the full valid set ({len(self.valid.sources)} sources):")
         valid = self.evaluate(self.valid, samples=config.samples)
@@ -611,10 +794,12 @@ class Trainer:
 
 
 def add_arguments(parser):
-    parser.add_argument("--config", default="toy", help="toy (default), tatoeba, or a .json file of TrainConfig fields")
+    parser.add_argument("--config", help="toy (default), tatoeba, or a .json file of TrainConfig fields")
     parser.add_argument("--data", help="train on this English<TAB>French file (valid/test are held out of it)")
     parser.add_argument("--out", help="the run directory (default: runs/<config name>/)")
     parser.add_argument("--resume", action="store_true", help="continue the run in the run directory")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in the run directory (once the new one has a checkpoint)")
     parser.add_argument("--seed", type=int, help="seed for initialization, dropout and batch order")
     parser.add_argument("--epochs", type=int, help="stop after this many epochs in all")
     parser.add_argument("--minutes", type=float, help="stop after this many minutes of training in all")
@@ -622,37 +807,71 @@ def add_arguments(parser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+DATA_FIELDS = ("train_data", "valid_data", "test_data", "compositional_test_data")
+
+
+def _same_setting(name, asked, saved):
+    if name in DATA_FIELDS and asked is not None and saved is not None:
+        return resolve_data_path(asked).resolve() == resolve_data_path(saved).resolve()
+    return asked == saved
+
+
 def config_from_args(args):
-    """-> (TrainConfig, run directory), from a named config and the command-line overrides."""
-    config = get_config(args.config)
+    """-> (TrainConfig, run directory), from a named config and the command-line overrides.
+
+    With --resume the run's own config.json is the config; what the command line asks
+    (--config, --data, --seed) must agree with it, field by field, except the budget."""
+    config = get_config(args.config or "toy")
     if args.data:
         config = replace(config, name=f"{config.name}-{Path(args.data).stem}", train_data=args.data,
                          valid_data=None, test_data=None, compositional_test_data=None)
+    if args.seed is not None:
+        config = replace(config, seed=args.seed)
     run_dir = Path(args.out) if args.out else Path("runs") / config.name
     if args.resume:
+        if args.overwrite:
+            raise ConfigError("--resume continues the run and --overwrite replaces it: give one of them")
         config_path = run_dir / "config.json"
+        if not config_path.is_file() and has_checkpoint(partial_path(run_dir)):
+            # a kill fell in the middle of the swap of a fresh run: the Trainer completes it,
+            # under the lock; its config is the partial one's
+            config_path = partial_path(run_dir) / "config.json"
         if not config_path.is_file():
-            raise CheckpointError(f"{run_dir}: nothing to resume (no config.json)")
+            raise CheckpointError(
+                f"{run_dir}: nothing to resume: no checkpoint was written yet (no config.json); "
+                f"start the run without --resume: minitransformer train --out {run_dir}"
+            )
         try:
-            config = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8"))["train"])
+            saved = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8"))["train"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise CheckpointError(f"{config_path}: unreadable ({error})") from None
-        if args.data and resolve_data_path(args.data).resolve() != resolve_data_path(config.train_data).resolve():
-            raise ConfigError(f"--data {args.data} differs from the run's data {config.train_data}; a resumed run keeps its data")
-        if args.seed is not None and args.seed != config.seed:
-            raise ConfigError(f"--seed {args.seed} differs from the run's seed {config.seed}; a resumed run keeps its seed")
-    elif args.seed is not None:
-        config = replace(config, seed=args.seed)
+        if args.config is not None:
+            compared, asked_by = [f for f in saved.to_dict() if f not in BUDGET_FIELDS and f != "name"], f"--config {args.config}"
+        else:
+            compared = (["train_data"] if args.data else []) + (["seed"] if args.seed is not None else [])
+            asked_by = " and ".join(flag for flag, given in (("--data", args.data), ("--seed", args.seed is not None)) if given)
+        different = [name for name in compared if not _same_setting(name, getattr(config, name), getattr(saved, name))]
+        if different:
+            shown = ", ".join(f"{name} {getattr(config, name)!r} (the run has {getattr(saved, name)!r})"
+                              for name in different[:4]) + (", …" if len(different) > 4 else "")
+            raise ConfigError(
+                f"{asked_by} differs from the run's {config_path}: {shown}; a resumed run keeps its settings, "
+                "only epochs, minutes and max_steps may change (or start a new run with another --out)"
+            )
+        budget = {name: getattr(config, name) for name in BUDGET_FIELDS} if args.config is not None else {}
+        config = replace(saved, **budget)
     overrides = {name: getattr(args, name) for name in BUDGET_FIELDS if getattr(args, name) is not None}
     return replace(config, **overrides), run_dir
 
 
 def run(args):
-    """`minitransformer train`: train, then evaluate; returns the exit code."""
+    """`minitransformer train`: train, then evaluate; returns the exit code: 0 when done,
+    130 after Ctrl-C, 143 after SIGTERM (both saved a checkpoint first)."""
     config, run_dir = config_from_args(args)
-    trainer = Trainer(config, run_dir, backend=args.backend, resume=args.resume, progress=not args.no_progress)
+    trainer = Trainer(config, run_dir, backend=args.backend, resume=args.resume, progress=not args.no_progress,
+                      overwrite=getattr(args, "overwrite", False))
     reason = trainer.train()
     if reason == "interrupted":
-        return 130  # the shell's code for "stopped by Ctrl-C"
+        return EXIT_CODES.get(trainer.stop_signal, 130)
     trainer.finish()
     return 0

@@ -12,24 +12,38 @@ encoder self-attention, the decoder self-attention and the cross-attention (--la
 what each French piece attended to and depended on. --png, --html and --trace save the
 same trace as an image, a page and .npz + .json files (minitransformer/trace.py).
 
-A file: one sentence per line, decoded in batches of similar length; an empty line stays
-an empty line in the output (with one warning). --no-cache recomputes every prefix (slow;
-it exists to check the cache).
+A file: one sentence per line, decoded in batches of similar length. Lines are split on
+"\n" only (a "\r" before it is dropped): a form feed or U+2028 inside a sentence is part of
+the sentence, so N input lines always give N output lines, in order. An empty line stays an
+empty line (with one warning). A line that cannot be translated (every piece unknown, or
+longer than the model's positions) is, by default (--bad-lines skip), left empty in the
+output with one warning naming the lines, so the other lines' translations are kept;
+--bad-lines fail stops at the first one instead, and writes nothing. --output is written
+atomically: the old file stays whole until the new one is complete. --no-cache recomputes
+every prefix (slow; it exists to check the cache).
 
 Bad input ends with one line on stderr and a non-zero exit: an empty sentence, one whose
-every piece is unknown to the model, one longer than the model's positions (exit 1); a
-missing or incompatible checkpoint (exit 1); options that do not go together (exit 2).
+every piece is unknown to the model, one longer than the model's positions (exit 1); an
+--input that is not UTF-8 (exit 1, naming the line and column); a missing or incompatible
+checkpoint (exit 1); options that do not go together or are out of range (exit 2). Text
+from the input is echoed with its control characters escaped.
 """
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .messages import sanitize
+
 DEFAULT_RUN = Path("runs") / "toy"
 DECODE_BATCH = 64
+# beam search's length penalty ((5 + n) / 6)^α: past this the scores overflow for long outputs
+MAX_LENGTH_PENALTY = 10.0
+BAD_LINE_POLICIES = ("skip", "fail")
 
 
 class TranslateError(Exception):
@@ -73,6 +87,13 @@ def add_arguments(parser):
     parser.add_argument("--input", metavar="FILE", help="translate FILE, one sentence per line")
     parser.add_argument("--output", metavar="FILE", help="with --input: write the translations here (default: stdout)")
     parser.add_argument(
+        "--bad-lines",
+        choices=BAD_LINE_POLICIES,
+        default="skip",
+        help="with --input: a line that cannot be translated is left empty with a warning (skip, default) "
+        "or stops everything (fail)",
+    )
+    parser.add_argument(
         "--batch-size",
         type=int,
         default=DECODE_BATCH,
@@ -83,7 +104,7 @@ def add_arguments(parser):
 
 
 def shorten(text, limit=40):
-    text = " ".join(text.split())
+    text = sanitize(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -104,6 +125,15 @@ def check_options(args):
         raise TranslateError(f"--max-len must be at least 1, got {args.max_len}", 2)
     if args.batch_size < 1:
         raise TranslateError(f"--batch-size must be at least 1, got {args.batch_size}", 2)
+    if not (math.isfinite(args.length_penalty) and 0.0 <= args.length_penalty <= MAX_LENGTH_PENALTY):
+        raise TranslateError(
+            f"--length-penalty must be a number from 0 to {MAX_LENGTH_PENALTY:g}, got {args.length_penalty}", 2
+        )
+    for option in ("png", "png_summary"):
+        name = getattr(args, option)
+        if name and Path(name).suffix.lower() != ".png":
+            raise TranslateError(f"--{option.replace('_', '-')} writes a PNG image: its name must end in .png, "
+                                 f"got {sanitize(name)}", 2)
 
 
 def default_run():
@@ -240,31 +270,75 @@ def translate_one(args, model, tokenizer):
     return 0
 
 
+def read_input_lines(path):
+    """--input FILE -> its lines, split on "\n" only; a TranslateError for a file that is
+    missing, unreadable or not UTF-8 (naming the line and column of the first bad byte)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise TranslateError(f"{sanitize(path)}: no such file") from None
+    except OSError as error:
+        raise TranslateError(f"{sanitize(path)}: cannot be read ({error.strerror or error})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise TranslateError(
+            f"{sanitize(path)}: line {line} is not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {column})"
+        ) from None
+    text = text.removeprefix("\ufeff")
+    if not text:
+        return []
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline that ends the last line does not start another
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def encode_input_lines(lines, model, tokenizer, path, policy="skip"):
+    """-> ({line number: source ids} of the lines to translate, empty line numbers, skipped
+    (line number, reason) pairs). With policy "fail" the first unusable line raises."""
+    if policy not in BAD_LINE_POLICIES:
+        raise ValueError(f"policy must be one of {BAD_LINE_POLICIES}, got {policy!r}")
+    encoded, empty, skipped = {}, [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            empty.append(number)
+            continue
+        try:
+            encoded[number] = source_ids(model, tokenizer, line)
+        except TranslateError as error:
+            if policy == "fail":
+                raise TranslateError(f"{sanitize(path)} line {number}: {error} (--bad-lines skip would leave it empty "
+                                     "and translate the rest)") from None
+            skipped.append((number, str(error)))
+    return encoded, empty, skipped
+
+
+def _line_list(numbers):
+    return ", ".join(map(str, numbers[:5])) + (", …" if len(numbers) > 5 else "")
+
+
 def translate_file(args, model, tokenizer):
-    """--input FILE: every line, in batches of similar length; empty lines stay empty."""
+    """--input FILE: every line, in batches of similar length; empty and skipped lines stay empty."""
+    from .checkpoint import atomic_write
     from .decode import beam_search, greedy_decode
 
     path = Path(args.input)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise TranslateError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TranslateError(f"{path}: cannot read it as UTF-8 text ({error})") from None
-    empty = [number for number, line in enumerate(lines, 1) if not line.strip()]
-    encoded = {}
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                encoded[number] = source_ids(model, tokenizer, line)
-            except TranslateError as error:
-                raise TranslateError(f"{path} line {number}: {error}") from None
+    lines = read_input_lines(path)
+    encoded, empty, skipped = encode_input_lines(lines, model, tokenizer, path, getattr(args, "bad_lines", "skip"))
     if empty:
-        shown = ", ".join(map(str, empty[:5])) + (", …" if len(empty) > 5 else "")
-        print(f"warning: {len(empty)} empty line(s) in {path} (line {shown}) stay empty in the output", file=sys.stderr)
+        print(f"warning: {len(empty)} empty line(s) in {sanitize(path)} (line {_line_list(empty)}) stay empty in the output",
+              file=sys.stderr)
+    if skipped:
+        first_number, first_reason = skipped[0]
+        print(f"warning: {len(skipped)} line(s) of {sanitize(path)} cannot be translated and stay empty in the output "
+              f"(line {_line_list([n for n, _ in skipped])}; line {first_number}: {first_reason})", file=sys.stderr)
     # similar lengths together: less padding, and short batches finish early
     order = sorted(encoded, key=lambda number: len(encoded[number]))
-    translations = {number: "" for number in empty}
+    translations = {number: "" for number in empty + [n for n, _ in skipped]}
     started = time.perf_counter()
     for start in range(0, len(order), args.batch_size):
         numbers = order[start : start + args.batch_size]
@@ -287,11 +361,12 @@ def translate_file(args, model, tokenizer):
                 not args.no_cache,
             )
         for number, ids in zip(numbers, outputs):
-            translations[number] = tokenizer.decode_tgt(ids)
+            # one output line per input line, whatever the pieces decode to
+            translations[number] = tokenizer.decode_tgt(ids).replace("\n", " ")
     seconds = time.perf_counter() - started
     text = "".join(translations[number] + "\n" for number in range(1, len(lines) + 1))
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        atomic_write(Path(args.output), lambda handle: handle.write(text.encode("utf-8")))
         rate = len(order) / seconds if seconds > 0 else float("inf")
         print(
             f"translated {len(order)} sentences in {seconds:.1f} s ({rate:.0f}/s) into {args.output}", file=sys.stderr
@@ -310,10 +385,13 @@ def run(args):
             return translate_file(args, model, tokenizer)
         return translate_one(args, model, tokenizer)
     except TranslateError as error:
-        print(f"minitransformer translate: error: {error}", file=sys.stderr)
+        print(f"minitransformer translate: error: {sanitize(error)}", file=sys.stderr)
         return error.exit_code
     except OSError as error:  # an output file that cannot be written, for one
-        print(f"minitransformer translate: error: {error}", file=sys.stderr)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"minitransformer translate: error: {sanitize(where)}{sanitize(error.strerror or error)}"
+              + ("; the previous file, if any, is untouched" if args.output and error.filename == str(args.output) else ""),
+              file=sys.stderr)
         return 1
 
 

@@ -1,5 +1,6 @@
-"""Checkpoints: a round trip, atomic writes that survive an interruption, the pairing of the
-two files, clear errors for unusable checkpoints, and averaging."""
+"""Checkpoints: a round trip, one file committed by one rename (so an interruption leaves a
+whole checkpoint, old or new), the previous generation as a fallback, format-1 pairs still
+read, clear errors for unusable checkpoints, and averaging."""
 
 import json
 import os
@@ -55,7 +56,7 @@ def test_round_trip(tmp_path):
     stream.next_key()
     state = {"step": 2, "epoch": 0, "data_position": {"epoch": 0, "batch": 2}, "rng": {"dropout": stream.state()}}
     path = save_checkpoint(tmp_path, model, optimizer, state)
-    assert path == tmp_path / "checkpoints" / "last.json"
+    assert path == tmp_path / "checkpoints" / "last.npz"
     loaded = load_checkpoint(path)
     assert set(loaded["params"]) == set(model.params)
     for key, value in model.params.items():
@@ -64,14 +65,14 @@ def test_round_trip(tmp_path):
     for key, value in optimizer.state_dict().items():
         np.testing.assert_array_equal(loaded["optimizer"][key], value)
     record = loaded["state"]
-    assert record["step"] == 2 and record["optimizer_step_count"] == 2 and record["format_version"] == 1
+    assert record["step"] == 2 and record["optimizer_step_count"] == 2 and record["format_version"] == 2
     assert ModelConfig.from_dict(record["model_config"]) == model.config
     # the dropout stream's state survives JSON (a 64-bit seed too): it continues the same keys
     restored = DropoutStream.from_state(record["rng"]["dropout"])
     assert restored.next_key() == stream.next_key()
     # the same paths work with either suffix or none
     for spelling in ("last.npz", "last"):
-        assert load_checkpoint(tmp_path / "checkpoints" / spelling)["state"]["token"] == record["token"]
+        assert load_checkpoint(tmp_path / "checkpoints" / spelling)["state"] == record
 
 
 def test_files_are_named_as_documented(tmp_path):
@@ -80,8 +81,11 @@ def test_files_are_named_as_documented(tmp_path):
     with np.load(tmp_path / "checkpoints" / "last.npz") as archive:
         names = set(archive.files)
     assert "param.embed.weight" in names and "optim.m.embed.weight" in names and "optim.v.embed.weight" in names
-    assert {"meta.token", "meta.step"} <= names
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.json", "last.npz"]
+    assert "meta.record" in names
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.npz"]
+    save_checkpoint(tmp_path, model, Adam(model.params), {"step": 2})  # the old last steps back
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.npz", "previous.npz"]
+    assert load_checkpoint(tmp_path / "checkpoints" / "previous")["state"]["step"] == 1
 
 
 def test_state_that_is_not_json_fails_before_touching_the_files(tmp_path):
@@ -133,36 +137,72 @@ def test_an_interrupt_during_the_first_rename_leaves_the_previous_checkpoint(tmp
     assert load_checkpoint(tmp_path / "checkpoints" / "last")["state"]["step"] == 1
 
 
-def test_a_crash_between_the_two_renames_is_detected(tmp_path, monkeypatch):
-    """The npz is new, the json old: the loader must refuse the mix, not load it."""
+def test_a_kill_at_either_rename_of_a_save_leaves_a_whole_checkpoint(tmp_path, monkeypatch):
+    """A save of "last" renames twice (old last -> previous, new -> last); whichever rename
+    is cut, what load_resumable finds is a whole checkpoint of one save, never a mix."""
     model = tiny_model()
-    save_checkpoint(tmp_path, model, None, {"step": 1})
+    optimizer = trained_a_little(model, steps=1)
+    save_checkpoint(tmp_path, model, optimizer, {"step": 1})
     real_replace = os.replace
     calls = []
 
-    def replace_npz_only(source, destination):
-        calls.append(destination)
-        if str(destination).endswith(".json"):
-            raise OSError(5, "Input/output error")
-        real_replace(source, destination)
+    def replace_until(n):
+        def replace(source, destination):
+            calls.append(os.path.basename(destination))
+            if len(calls) == n:
+                raise KeyboardInterrupt  # the kill: nothing after this happens
+            real_replace(source, destination)
+        return replace
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", replace_npz_only)
-    with pytest.raises(OSError):
-        save_checkpoint(tmp_path, model, None, {"step": 2})
-    assert [os.path.basename(p) for p in calls] == ["last.npz", "last.json"]  # npz first, json last
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.json", "last.npz"]
-    with pytest.raises(CheckpointError, match="different saves"):
-        load_checkpoint(tmp_path / "checkpoints" / "last")
+    for cut in (1, 2):
+        calls.clear()
+        monkeypatch.setattr(checkpoint_module.os, "replace", replace_until(cut))
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(tmp_path, model, optimizer, {"step": 1 + cut})
+        monkeypatch.setattr(checkpoint_module.os, "replace", real_replace)
+        assert calls == ["previous.npz", "last.npz"][:cut]
+        notes = []
+        found = checkpoint_module.load_resumable(tmp_path, notes.append)
+        assert found["state"]["step"] == 1 and found["optimizer"] is not None  # the old save, whole
+        assert ("falling back" in " ".join(notes)) == (cut == 2)  # last.npz was moved away, not replaced
+        assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+        save_checkpoint(tmp_path, model, optimizer, found["state"])  # as the resumed run would
 
 
-def test_the_token_pairs_the_files_even_at_the_same_step(tmp_path):
+def test_a_damaged_last_falls_back_to_previous_and_says_so(tmp_path):
     model = tiny_model()
-    save_checkpoint(tmp_path, model, None, {"step": 3}, name="a")
-    save_checkpoint(tmp_path, model, None, {"step": 3}, name="b")
+    optimizer = trained_a_little(model, steps=1)
+    save_checkpoint(tmp_path, model, optimizer, {"step": 4})
+    save_checkpoint(tmp_path, model, optimizer, {"step": 8})
+    last = tmp_path / "checkpoints" / "last.npz"
+    data = bytearray(last.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: the zip's CRC catches it
+    last.write_bytes(bytes(data))
+    notes = []
+    found = checkpoint_module.load_resumable(tmp_path, notes.append)
+    assert found["state"]["step"] == 4
+    assert len(notes) == 1 and "last.npz" in notes[0] and "previous good checkpoint" in notes[0] and "step 4" in notes[0]
+
+
+def test_resume_before_the_first_checkpoint_says_so(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint was written yet.*without --resume"):
+        checkpoint_module.load_resumable(tmp_path)
+
+
+def test_a_format_1_pair_is_still_read(tmp_path):
+    """Runs saved before one-file checkpoints: an .npz beside a .json, paired by a token."""
+    model = tiny_model()
     directory = tmp_path / "checkpoints"
-    (directory / "a.json").write_bytes((directory / "b.json").read_bytes())
+    directory.mkdir()
+    arrays = {f"param.{key}": value for key, value in model.params.items()}
+    np.savez(directory / "last.npz", **arrays, **{"meta.token": np.array("abc"), "meta.step": np.array(5)})
+    record = {"format_version": 1, "token": "abc", "step": 5, "model_config": model.config.to_dict()}
+    (directory / "last.json").write_text(json.dumps(record))
+    assert load_checkpoint(directory / "last")["state"]["step"] == 5
+    record["token"] = "another save"
+    (directory / "last.json").write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match="different saves"):
-        load_checkpoint(directory / "a")
+        load_checkpoint(directory / "last")
 
 
 # --- errors for unusable checkpoints --------------------------------------------------------------
@@ -183,11 +223,11 @@ def test_load_for_inference_from_a_run_directory_or_a_checkpoint(run_dir):
     model, tokenizer, info = load_for_inference(run_dir, backend="numpy")
     assert info["step"] == 7 and info["metrics"] == {"valid_bleu": 1.0}
     assert model.config.src_vocab_size == tokenizer.src_vocab_size
-    assert info["checkpoint"].endswith("last.json")
+    assert info["checkpoint"].endswith("last.npz")
     src = np.array([tokenizer.encode_src("the black cat sleeps .")])
     logits, _ = model.forward(src, np.array([[tokenizer.bos_id]]))
     assert logits.shape == (1, 1, tokenizer.tgt_vocab_size)
-    for path in (run_dir / "checkpoints" / "last.json", run_dir / "checkpoints" / "last.npz", run_dir / "checkpoints"):
+    for path in (run_dir / "checkpoints" / "last", run_dir / "checkpoints" / "last.npz", run_dir / "checkpoints"):
         assert load_for_inference(path, backend="numpy")[2]["step"] == 7
 
 
@@ -208,22 +248,26 @@ def test_missing_run_or_checkpoint(tmp_path):
         load_for_inference(tmp_path)
 
 
+def rewrite_record(path, change):
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    record = json.loads(str(arrays["meta.record"]))
+    change(record)
+    arrays["meta.record"] = np.array(json.dumps(record))
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
 def test_config_that_does_not_match_the_weights_names_the_tensor(run_dir):
-    record_path = run_dir / "checkpoints" / "last.json"
-    record = json.loads(record_path.read_text())
-    record["model_config"]["d_ff"] = 32
-    record_path.write_text(json.dumps(record))
+    rewrite_record(run_dir / "checkpoints" / "last.npz", lambda record: record["model_config"].update(d_ff=32))
     with pytest.raises(CheckpointError) as error:
         load_for_inference(run_dir, backend="numpy")
     message = str(error.value)
-    assert "last.json" in message and "encoder.layers.0.ffn" in message and "(8, 16)" in message
+    assert "last.npz" in message and "encoder.layers.0.ffn" in message and "(8, 16)" in message
 
 
 def test_config_with_more_layers_names_the_missing_tensors(run_dir):
-    record_path = run_dir / "checkpoints" / "last.json"
-    record = json.loads(record_path.read_text())
-    record["model_config"]["n_decoder_layers"] = 2
-    record_path.write_text(json.dumps(record))
+    rewrite_record(run_dir / "checkpoints" / "last.npz", lambda record: record["model_config"].update(n_decoder_layers=2))
     with pytest.raises(CheckpointError, match="missing decoder.layers.1"):
         load_for_inference(run_dir, backend="numpy")
 
@@ -233,18 +277,18 @@ def test_unreadable_files(run_dir):
     (directory / "last.npz").write_bytes(b"this is not a zip archive")
     with pytest.raises(CheckpointError, match="last.npz: unreadable checkpoint arrays"):
         load_for_inference(run_dir, backend="numpy")
-    (directory / "last.json").write_text("{ not json")
-    with pytest.raises(CheckpointError, match="last.json: unreadable checkpoint record"):
+    np.savez(directory / "last.npz", **{"param.x": np.zeros(2), "meta.record": np.array("{ not json")})
+    with pytest.raises(CheckpointError, match="last.npz: unreadable checkpoint record"):
         load_checkpoint(directory / "last")
-    (directory / "last.json").write_text('{"something": "else"}')
+    np.savez(directory / "last.npz", **{"param.x": np.zeros(2), "meta.record": np.array('{"something": "else"}')})
     with pytest.raises(CheckpointError, match="not a minitransformer checkpoint"):
         load_checkpoint(directory / "last")
 
 
-def test_one_file_of_the_pair_missing(run_dir):
+def test_the_checkpoint_file_missing(run_dir):
     (run_dir / "checkpoints" / "last.npz").unlink()
     with pytest.raises(CheckpointError, match="last.npz: checkpoint file not found"):
-        load_for_inference(run_dir / "checkpoints" / "last.json")
+        load_checkpoint(run_dir / "checkpoints" / "last")
 
 
 def test_missing_tokenizer(run_dir):

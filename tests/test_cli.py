@@ -75,7 +75,7 @@ def test_train_writes_the_run_directory_and_translate_uses_it(files, capsys):
     assert "source:" in out and "reference:" in out and "hypothesis:" in out and "Done:" in out
     run = files["run"]
     for name in ("config.json", "metrics.json", "curves.png", "tokenizer/tokenizer.json", "tokenizer/shared.model",
-                 "checkpoints/last.json", "checkpoints/last.npz", "checkpoints/final.json", "checkpoints/final.npz"):
+                 "checkpoints/last.npz", "checkpoints/final.npz"):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 6 and metrics["backend"] == "numpy" and metrics["finished"]
@@ -121,8 +121,9 @@ def test_ctrl_c_saves_and_says_how_to_resume(files, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
     assert f"Resume with: minitransformer train --resume --out {files['run']}" in captured.out
-    record = json.loads((files["run"] / "checkpoints" / "last.json").read_text())
-    assert record["step"] == 2
+    from minitransformer.checkpoint import load_checkpoint
+
+    assert load_checkpoint(files["run"] / "checkpoints" / "last")["state"]["step"] == 2
 
 
 def test_divergence_is_one_line(files, capsys, monkeypatch):
@@ -216,6 +217,19 @@ def test_resume_keeps_the_data_and_seed(files, capsys):
     other.write_text("a\tb\n", encoding="utf-8")
     resume = ["train", "--resume", "--out", str(files["run"]), "--backend", "numpy", "--no-progress"]
     assert cli.main(resume + ["--data", str(other)]) == 1
-    assert "a resumed run keeps its data" in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert "--data differs" in line and "train_data" in line and "a resumed run keeps its settings" in line
     assert cli.main(resume + ["--seed", "99"]) == 1
-    assert "a resumed run keeps its seed" in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert "--seed differs" in line and "seed 99 (the run has 0)" in line
+    # a --config that changes what is trained is refused the same way, naming the fields
+    changed = files["dir"] / "changed.json"
+    changed.write_text(json.dumps(dict(TINY, d_model=32)))
+    assert cli.main(resume + ["--config", str(changed), "--data", str(files["pairs"])]) == 1
+    line = one_error_line(capsys)
+    assert f"--config {changed} differs" in line and "d_model 32 (the run has 16)" in line
+    # the same config (its budget may differ) is accepted, and its budget applies
+    longer = files["dir"] / "longer.json"
+    longer.write_text(json.dumps(dict(TINY, max_steps=2)))
+    assert cli.main(resume + ["--config", str(longer), "--data", str(files["pairs"])]) == 0
+    assert json.loads((files["run"] / "metrics.json").read_text())["steps"] == 2

@@ -73,6 +73,17 @@ def make_trainer(config, run_dir, **kwargs):
     return Trainer(config, run_dir, backend="numpy", progress=False, **kwargs)
 
 
+def rewrite_record(path, change):
+    """Apply ``change`` to the JSON record inside a checkpoint file (to make it wrong on purpose)."""
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    record = json.loads(str(arrays["meta.record"]))
+    change(record)
+    arrays["meta.record"] = np.array(json.dumps(record))
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_config, tmp_path_factory):
     """Six steps in one go: the reference that every interrupted run must reproduce."""
@@ -113,10 +124,8 @@ def test_resume_depends_on_the_saved_random_state(tiny_config, uninterrupted, tm
     """Shows the resume test has teeth: with dropout on, a wrong random state changes the losses."""
     first = make_trainer(replace(tiny_config, max_steps=3), tmp_path)
     first.train()
-    record_path = tmp_path / "checkpoints" / "last.json"
-    record = json.loads(record_path.read_text())
-    record["rng"]["dropout"]["calls"] += 1  # one dropout call off
-    record_path.write_text(json.dumps(record))
+    rewrite_record(tmp_path / "checkpoints" / "last.npz",
+                   lambda record: record["rng"]["dropout"].update(calls=record["rng"]["dropout"]["calls"] + 1))
     second = make_trainer(tiny_config, tmp_path, resume=True)
     second.train()
     assert second.step_losses != uninterrupted.step_losses[3:]
@@ -127,10 +136,8 @@ def test_resume_of_a_checkpoint_from_before_the_counter_based_stream(tiny_config
     counter-based) still resumes, and says that its dropout masks start afresh."""
     first = make_trainer(replace(tiny_config, max_steps=3), tmp_path)
     first.train()
-    record_path = tmp_path / "checkpoints" / "last.json"
-    record = json.loads(record_path.read_text())
-    record["rng"]["dropout"] = np.random.default_rng(12345).bit_generator.state
-    record_path.write_text(json.dumps(record))
+    rewrite_record(tmp_path / "checkpoints" / "last.npz",
+                   lambda record: record["rng"].update(dropout=np.random.default_rng(12345).bit_generator.state))
     second = make_trainer(tiny_config, tmp_path, resume=True)
     assert second.train() == "max_steps" and second.step == tiny_config.max_steps
     assert "predates the counter-based dropout stream" in capsys.readouterr().out
@@ -144,12 +151,15 @@ def test_resume_refuses_other_settings(tiny_config, tmp_path):
         make_trainer(tiny_config, tmp_path / "elsewhere", resume=True)
 
 
-def test_a_fresh_run_replaces_an_old_one(tiny_config, tmp_path):
+def test_a_fresh_run_replaces_an_old_one_only_when_asked(tiny_config, tmp_path):
     make_trainer(replace(tiny_config, max_steps=2, checkpoint_every=1), tmp_path).train()
-    trainer = make_trainer(replace(tiny_config, max_steps=1), tmp_path)
+    with pytest.raises(Exception, match="already holds a run; nothing was changed.*--resume.*--overwrite"):
+        make_trainer(replace(tiny_config, max_steps=1), tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last")["state"]["step"] == 2
+    trainer = make_trainer(replace(tiny_config, max_steps=1, checkpoint_every=1), tmp_path, overwrite=True)
     trainer.train()
     assert load_checkpoint(tmp_path / "checkpoints" / "last")["state"]["step"] == 1
-    assert [p.name for p in sorted((tmp_path / "checkpoints").glob("step-*.json"))] == ["step-00000001.json"]
+    assert [p.name for p in sorted((tmp_path / "checkpoints").glob("step-*"))] == ["step-00000001.npz"]
 
 
 # --- a loss that is not finite ---------------------------------------------------------------------
@@ -196,7 +206,7 @@ def test_infinite_gradient_stops_before_the_update(tiny_config, tmp_path):
     trainer.model.loss_and_grads = infinite_gradient
     with pytest.raises(TrainingDiverged, match="gradient norm is inf at step 1.*no checkpoint had been saved yet"):
         trainer.train()
-    assert not (tmp_path / "checkpoints" / "last.json").exists()
+    assert not (tmp_path / "checkpoints").exists()  # a fresh run that saved nothing leaves nothing
 
 
 # --- Ctrl-C -------------------------------------------------------------------------------------------
@@ -215,7 +225,7 @@ def test_keyboard_interrupt_saves_and_resume_continues_exactly(tiny_config, unin
     trainer.model.loss_and_grads = interrupt_at_step_four
     assert trainer.train() == "interrupted"
     output = capsys.readouterr().out
-    assert "Interrupted at step 3" in output
+    assert "stopped at step 3" in output
     assert f"Resume with: minitransformer train --resume --out {tmp_path}" in output
     assert load_checkpoint(tmp_path / "checkpoints" / "last")["state"]["step"] == 3
     resumed = make_trainer(tiny_config, tmp_path, resume=True)
@@ -266,7 +276,7 @@ def test_finish_writes_metrics_plot_and_final_checkpoint(tiny_config, tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["train"]["d_model"] == 16 and config["model"]["src_vocab_size"] == trainer.tokenizer.src_vocab_size
     model, tokenizer, info = load_for_inference(tmp_path, backend="numpy")
-    assert info["checkpoint"].endswith("final.json") and info["final_weights"] == metrics["final_weights"]
+    assert info["checkpoint"].endswith("final.npz") and info["final_weights"] == metrics["final_weights"]
 
 
 @pytest.mark.parametrize("average_wins", [True, False])

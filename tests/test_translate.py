@@ -216,8 +216,42 @@ def test_a_partly_unknown_sentence_is_translated_with_a_warning(run, capsys):
 def test_a_bad_line_in_a_file_is_named(run, capsys, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("the black cat sleeps .\n☃☃☃\n", encoding="utf-8")
-    code, out, err = translate_command(capsys, "--input", source, "--checkpoint", run[0])
+    code, out, err = translate_command(capsys, "--input", source, "--checkpoint", run[0], "--bad-lines", "fail")
     assert_one_line_error(code, out, err, 1, f"{source} line 2", "unknown")
+
+
+def test_a_bad_line_is_skipped_by_default_and_the_others_kept(run, capsys, tmp_path):
+    run_dir, model, tokenizer = run
+    source = tmp_path / "in.txt"
+    # \f and U+2028 are not line breaks: three lines in, three lines out
+    source.write_text("the black cat sleeps .\n☃☃☃\nthe cat\fsleeps\u2028.\n", encoding="utf-8")
+    output = tmp_path / "out.txt"
+    output.write_text("the previous translations\n", encoding="utf-8")
+    code, out, err = translate_command(capsys, "--input", source, "--checkpoint", run_dir, "--output", output)
+    assert code == 0 and out == ""
+    assert "1 line(s) of" in err and "stay empty" in err and "line 2" in err
+    lines = output.read_text(encoding="utf-8").split("\n")
+    assert len(lines) == 4 and lines[3] == ""  # three lines, each ended by "\n"
+    assert lines[0] == expected_translation(model, tokenizer, "the black cat sleeps .") and lines[1] == ""
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_output_is_atomic_when_the_write_fails(run, capsys, tmp_path, monkeypatch):
+    from minitransformer import checkpoint as checkpoint_module
+
+    source = tmp_path / "in.txt"
+    source.write_text("the black cat sleeps .\n", encoding="utf-8")
+    output = tmp_path / "out.txt"
+    output.write_text("the previous translations\n", encoding="utf-8")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.os, "fsync", disk_full)
+    code, out, err = translate_command(capsys, "--input", source, "--checkpoint", run[0], "--output", output)
+    assert_one_line_error(code, out, err, 1, str(output), "No space left", "untouched")
+    assert output.read_text(encoding="utf-8") == "the previous translations\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
 
 
 def test_missing_and_incompatible_checkpoints_end_with_one_clear_line(run, capsys, tmp_path):
@@ -233,8 +267,8 @@ def test_missing_and_incompatible_checkpoints_end_with_one_clear_line(run, capsy
     code, out, err = translate_command(capsys, "the cat", "--checkpoint", other)
     assert_one_line_error(code, out, err, 1, "cannot use the checkpoint", "do not match")
     # a damaged record
-    record = other / "checkpoints" / "final.json"
-    record.write_text("{", encoding="utf-8")
+    record = other / "checkpoints" / "final.npz"
+    record.write_bytes(record.read_bytes()[:100])  # cut short
     code, out, err = translate_command(capsys, "the cat", "--checkpoint", other)
     assert_one_line_error(code, out, err, 1, "unreadable")
 
@@ -249,6 +283,11 @@ def test_missing_and_incompatible_checkpoints_end_with_one_clear_line(run, capsy
         (["the cat", "--beam", "0"], "--beam must be at least 1"),
         (["the cat", "--attention", "--head", "9"], "--head must lie in 1..2"),
         (["the cat", "--attention", "--layer", "0"], "--layer must lie in 1..2"),
+        (["the cat", "--beam", "2", "--length-penalty=-inf"], "--length-penalty must be a number from 0 to 10"),
+        (["the cat", "--beam", "2", "--length-penalty", "1000"], "--length-penalty must be a number from 0 to 10"),
+        (["the cat", "--beam", "2", "--length-penalty", "nan"], "--length-penalty must be a number from 0 to 10"),
+        (["the cat", "--png", "x.xyz"], "its name must end in .png, got x.xyz"),
+        (["the cat", "--png-summary", "x\x1b[2J.jpg"], "got x\\x1b[2J.jpg"),
     ],
 )
 def test_options_that_do_not_go_together_exit_2(run, capsys, arguments, phrase):
