@@ -32,3 +32,39 @@ def padded_batch(rng, vocab_size, lengths, width, pad_id=0, bos=None):
         if bos is not None:
             ids[row, 0] = bos
     return ids
+
+
+# --- a tiny translation task and checkpoint surgery, shared by the CLI and fault tests -------
+
+TINY_ADJECTIVES = [("black", "noir"), ("white", "blanc"), ("small", "petit"), ("old", "vieux")]
+TINY_NOUNS = [("cat", "chat"), ("dog", "chien"), ("horse", "cheval")]
+TINY_VERBS = [("sleeps", "dort"), ("eats", "mange"), ("runs", "court"), ("sings", "chante")]
+
+
+def tiny_pair_lines():
+    """The 48 pairs "the ADJ NOUN VERB .<TAB>le NOM ADJECTIF VERBE .", in a fixed order."""
+    import itertools
+
+    return [
+        f"the {adj} {noun} {verb} .\tle {nom} {adjectif} {verbe} ."
+        for (adj, adjectif), (noun, nom), (verb, verbe) in itertools.product(TINY_ADJECTIVES, TINY_NOUNS, TINY_VERBS)
+    ]
+
+
+def write_tiny_pairs(path):
+    """The 48 tiny pairs as a TSV file at ``path``."""
+    path.write_text("".join(line + "\n" for line in tiny_pair_lines()), encoding="utf-8")
+    return path
+
+
+def rewrite_record(path, change):
+    """Apply ``change`` to the JSON record inside a checkpoint file (to make it wrong on purpose)."""
+    import json
+
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    record = json.loads(str(arrays["meta.record"]))
+    change(record)
+    arrays["meta.record"] = np.array(json.dumps(record))
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)

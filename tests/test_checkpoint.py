@@ -23,6 +23,7 @@ from minitransformer.layers.dropout import DropoutStream
 from minitransformer.model import make_model
 from minitransformer.optim import Adam
 from minitransformer.tokenizer import Tokenizer
+from helpers import rewrite_record
 
 
 def tiny_model(vocab_size=40, seed=0, **overrides):
@@ -247,15 +248,6 @@ def test_missing_run_or_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
         load_for_inference(tmp_path)
 
-
-def rewrite_record(path, change):
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    record = json.loads(str(arrays["meta.record"]))
-    change(record)
-    arrays["meta.record"] = np.array(json.dumps(record))
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
 
 
 def test_config_that_does_not_match_the_weights_names_the_tensor(run_dir):

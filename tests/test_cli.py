@@ -12,10 +12,8 @@ import pytest
 
 from minitransformer import backends, cli
 from minitransformer.model import Transformer
+from helpers import write_tiny_pairs
 
-ADJECTIVES = [("black", "noir"), ("white", "blanc"), ("small", "petit"), ("old", "vieux")]
-NOUNS = [("cat", "chat"), ("dog", "chien"), ("horse", "cheval")]
-VERBS = [("sleeps", "dort"), ("eats", "mange"), ("runs", "court"), ("sings", "chante")]
 
 TINY = {
     "name": "tiny",
@@ -44,13 +42,7 @@ TINY = {
 def files(tmp_path):
     """A pair file of 48 toy pairs and a tiny config."""
     pairs = tmp_path / "pairs.tsv"
-    pairs.write_text(
-        "".join(
-            f"the {adj} {noun} {verb} .\tle {nom} {adjectif} {verbe} .\n"
-            for (adj, adjectif), (noun, nom), (verb, verbe) in itertools.product(ADJECTIVES, NOUNS, VERBS)
-        ),
-        encoding="utf-8",
-    )
+    write_tiny_pairs(pairs)
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
     return {"pairs": pairs, "config": config, "run": tmp_path / "run", "dir": tmp_path}

@@ -38,10 +38,8 @@ from minitransformer import checkpoint as checkpoint_module
 from minitransformer import cli
 from minitransformer import plot as plot_module
 from minitransformer.checkpoint import KILL_AT_RENAME_VAR, load_checkpoint
+from helpers import write_tiny_pairs
 
-ADJECTIVES = [("black", "noir"), ("white", "blanc"), ("small", "petit"), ("old", "vieux")]
-NOUNS = [("cat", "chat"), ("dog", "chien"), ("horse", "cheval")]
-VERBS = [("sleeps", "dort"), ("eats", "mange"), ("runs", "court"), ("sings", "chante")]
 
 # tiny, but every mechanism is in play: dropout (the random stream), an epoch boundary, a log
 # window of 3 steps that a kill cuts in the middle, evaluations, and a ring of 2 to average
@@ -76,13 +74,7 @@ TIMING_FIELDS = ("train_seconds", "tokens_per_second")
 def files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("faults")
     pairs = directory / "pairs.tsv"
-    pairs.write_text(
-        "".join(
-            f"the {adj} {noun} {verb} .\tle {nom} {adjectif} {verbe} .\n"
-            for (adj, adjectif), (noun, nom), (verb, verbe) in itertools.product(ADJECTIVES, NOUNS, VERBS)
-        ),
-        encoding="utf-8",
-    )
+    write_tiny_pairs(pairs)
     config = directory / "tiny.json"
     config.write_text(json.dumps(TINY))
     long_config = directory / "long.json"

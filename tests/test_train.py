@@ -1,7 +1,6 @@
 """The training loop: exact resumption, a non-finite loss, Ctrl-C, the final evaluation, and
 a few steps on the real Tatoeba data. Tiny models on a tiny corpus, NumPy backend."""
 
-import itertools
 import json
 import os
 import signal
@@ -14,20 +13,13 @@ import pytest
 from minitransformer.checkpoint import load_checkpoint, load_for_inference
 from minitransformer.configs import TrainConfig
 from minitransformer.train import Trainer, TrainingDiverged, corpus_bleu
+from helpers import rewrite_record, tiny_pair_lines
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-ADJECTIVES = [("black", "noir"), ("white", "blanc"), ("small", "petit"), ("old", "vieux")]
-NOUNS = [("cat", "chat"), ("dog", "chien"), ("horse", "cheval")]
-VERBS = [("sleeps", "dort"), ("eats", "mange"), ("runs", "court"), ("sings", "chante")]
-
-
 def write_tiny_corpus(directory):
     """48 toy pairs: 40 to train on, 4 valid, 4 test. Returns the three paths."""
-    lines = [
-        f"the {adj} {noun} {verb} .\tle {nom} {adjectif} {verbe} ."
-        for (adj, adjectif), (noun, nom), (verb, verbe) in itertools.product(ADJECTIVES, NOUNS, VERBS)
-    ]
+    lines = tiny_pair_lines()
     np.random.default_rng(0).shuffle(lines)
     paths = []
     for name, part in (("train", lines[:40]), ("valid", lines[40:44]), ("test", lines[44:])):
@@ -72,16 +64,6 @@ def tiny_config(tmp_path_factory):
 def make_trainer(config, run_dir, **kwargs):
     return Trainer(config, run_dir, backend="numpy", progress=False, **kwargs)
 
-
-def rewrite_record(path, change):
-    """Apply ``change`` to the JSON record inside a checkpoint file (to make it wrong on purpose)."""
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    record = json.loads(str(arrays["meta.record"]))
-    change(record)
-    arrays["meta.record"] = np.array(json.dumps(record))
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
 
 
 @pytest.fixture(scope="module")
