@@ -98,7 +98,7 @@ def cross_entropy_forward(logits, targets, pad_id, smoothing=0.0):
 
     The cache holds dlogits (B, T, V), computed here in the same pass; pass the cache to
     this module's cross_entropy_backward (not the reference's)."""
-    from minitransformer.layers.embedding import check_token_ids
+    from minitransformer.arrays import check_token_ids
 
     logits, targets = np.asarray(logits), np.asarray(targets)
     if logits.ndim < 1 or logits.shape[:-1] != targets.shape:

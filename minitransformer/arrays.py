@@ -23,3 +23,16 @@ def to_numpy(array):
     if type(array).__module__.startswith("cupy"):
         return array.get()
     return np.asarray(array)
+
+
+def check_token_ids(ids, vocab_size, name="token ids"):
+    """Raise a clear ValueError when an id lies outside [0, vocab_size)."""
+    xp = array_module(ids)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers, got dtype {ids.dtype}")
+    outside = (ids < 0) | (ids >= vocab_size)
+    if ids.size and bool(outside.any()):  # one device-to-host sync on a GPU
+        bad = ids[outside]
+        raise ValueError(
+            f"{name} outside the vocabulary [0, {vocab_size}): found {int(xp.asarray(bad).ravel()[0])}"
+        )

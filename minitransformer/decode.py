@@ -40,20 +40,12 @@ Decoding is always in evaluation mode (no dropout).
 """
 
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .arrays import array_module, to_numpy
 from .layers.decoder import decoder_attention_probs
-from .layers.embedding import embedding_forward
-from .layers.feedforward import feedforward_forward
-from .layers.layernorm import layernorm_forward
-from .layers.linear import linear_forward
-from .layers.multihead import merge_heads, split_heads
-from .layers.output import output_forward
-from .layers.positional import positional_forward
-from .layers.residual import residual_forward
-from .model import local_mask
-from .params import subtree
 
 # --- the incremental decoder: one position per step ---------------------------------------
 
@@ -63,35 +55,35 @@ class DecoderCache:
 
     Rows are sentence-major: row b·K + k is beam k of sentence b.
         self_keys[i], self_values[i]    (N, H, capacity, Dh), positions 0 … length-1 filled
-        cross_keys[i], cross_values[i]  (B, H, S, Dh), one per sentence, shared by its beams
-        src_mask                        (B, 1, 1, S)
+        cross_keys[i], cross_values[i]  (B, H, S, Dh), one per sentence, shared by its beams,
+                                        projected from the memory at the first step
+        memory (B, S, D), src_mask (B, 1, 1, S)
+
+    model.decode(..., kv_cache=cache) runs the decoder's own layers on one position; each
+    multi-head layer asks ``cache.layer(i).self_attention`` or ``.cross_attention`` to attend.
     """
 
     def __init__(self, model, memory, src_mask, beam_size=1):
         config, xp = model.config, model.xp
-        n_sentences, src_len, d_model = memory.shape
-        self.backend = model.backend  # whose attention core the steps call
+        n_sentences, _, d_model = memory.shape
         self.xp = xp
         self.beam_size = beam_size
-        self.n_heads = config.n_heads
-        self.attention_window = config.attention_window  # local self-attention, or None
+        self.memory = memory  # (B, S, D)
         self.src_mask = src_mask  # (B, 1, 1, S)
         self.length = 0  # positions already in the self-attention cache
-        self.cross_keys, self.cross_values = [], []
-        for i in range(config.n_decoder_layers):
-            cross = subtree(model.params, f"decoder.layers.{i}.cross_attn")
-            keys, _ = linear_forward(memory, cross["w_k"], cross["b_k"])  # (B, S, D)
-            values, _ = linear_forward(memory, cross["w_v"], cross["b_v"])  # (B, S, D)
-            self.cross_keys.append(split_heads(keys, self.n_heads))  # (B, H, S, Dh)
-            self.cross_values.append(split_heads(values, self.n_heads))  # (B, H, S, Dh)
-        n_rows, head_dim = n_sentences * beam_size, d_model // self.n_heads
+        n_layers, n_heads = config.n_decoder_layers, config.n_heads
+        self.cross_keys, self.cross_values = [None] * n_layers, [None] * n_layers
+        n_rows, head_dim = n_sentences * beam_size, d_model // n_heads
         # the buffers grow by doubling, so appending a position is amortized O(1)
         capacity = 16
         self.self_keys = [
-            xp.zeros((n_rows, self.n_heads, capacity, head_dim), dtype=memory.dtype)
-            for _ in range(config.n_decoder_layers)
+            xp.zeros((n_rows, n_heads, capacity, head_dim), dtype=memory.dtype) for _ in range(n_layers)
         ]  # each (N, H, capacity, Dh)
         self.self_values = [xp.zeros_like(keys) for keys in self.self_keys]
+
+    def layer(self, i):
+        """The two attention caches of decoder layer i."""
+        return LayerCache(SelfAttentionCache(self, i), CrossAttentionCache(self, i))
 
     def append(self, layer, keys, values):
         """Write the newest position's keys and values (N, H, 1, Dh) at index self.length."""
@@ -111,52 +103,55 @@ class DecoderCache:
         self.self_keys = [keys[rows] for keys in self.self_keys]
         self.self_values = [values[rows] for values in self.self_values]
         if len(sentences) != self.src_mask.shape[0] or np.any(to_numpy(sentences) != np.arange(len(sentences))):
-            self.cross_keys = [keys[sentences] for keys in self.cross_keys]
-            self.cross_values = [values[sentences] for values in self.cross_values]
+            self.cross_keys = [None if keys is None else keys[sentences] for keys in self.cross_keys]
+            self.cross_values = [None if values is None else values[sentences] for values in self.cross_values]
+            self.memory = self.memory[sentences]
             self.src_mask = self.src_mask[sentences]
 
 
-def self_attention_step(h, params, cache, layer):
-    """h (N, D): the newest position -> out (N, D), its attention weights (N, H, t+1).
-
-    The query is the newest position's; the keys and values are those of every position
-    so far, read from the cache after appending this one's. No mask is needed: the cache
-    holds no future positions and no padding.
-    """
-    n_heads = cache.n_heads
-    queries, _ = linear_forward(h, params["w_q"], params["b_q"])  # (N, D)
-    keys, _ = linear_forward(h, params["w_k"], params["b_k"])  # (N, D)
-    values, _ = linear_forward(h, params["w_v"], params["b_v"])  # (N, D)
-    q = split_heads(queries[:, None], n_heads)  # (N, H, 1, Dh)
-    k, v = cache.append(layer, split_heads(keys[:, None], n_heads), split_heads(values[:, None], n_heads))
-    mask = None
-    if cache.attention_window is not None:
-        length = k.shape[2]  # t + 1
-        mask = local_mask(1, length, cache.attention_window, cache.xp, query_offset=length - 1)  # (1, 1, 1, t+1)
-    heads, probs = cache.backend.attention_forward(q, k, v, mask)  # (N, H, 1, Dh), (N, H, 1, t+1)
-    out, _ = linear_forward(merge_heads(heads)[:, 0], params["w_o"], params["b_o"])  # (N, D)
-    return out, probs[:, :, 0]
+class LayerCache(NamedTuple):
+    self_attention: "SelfAttentionCache"
+    cross_attention: "CrossAttentionCache"
 
 
-def cross_attention_step(h, params, cache, layer):
-    """h (N, D) -> out (N, D), attention weights over the source (N, H, S).
+class SelfAttentionCache:
+    """Causal self-attention, one step: the newest position's key and value are appended,
+    and its query attends to every position so far. No mask is needed beyond a local
+    window: the cache holds no future positions and no padding."""
 
-    The K beams of a sentence share its keys and values, so their K queries go into one
+    def __init__(self, cache, layer):
+        self.cache, self.layer = cache, layer
+
+    def attend(self, q, project, backend, mask):
+        """q (N, H, 1, Dh) -> heads (N, H, 1, Dh), weights (N, H, 1, t+1)."""
+        new_keys, new_values, _, _ = project()  # (N, H, 1, Dh) each: the newest position's
+        keys, values = self.cache.append(self.layer, new_keys, new_values)  # (N, H, t+1, Dh)
+        return backend.attention_forward(q, keys, values, mask)
+
+
+class CrossAttentionCache:
+    """Cross-attention, one step: the memory's keys and values are projected once, at the
+    first step. The K beams of a sentence share them, so their K queries go into one
     attention call as K query positions, (B, H, K, Dh) against (B, H, S, Dh): the source
-    keys are never copied per beam.
-    """
-    n_rows, d_model = h.shape
-    n_heads, beams = cache.n_heads, cache.beam_size
-    n_sentences = n_rows // beams
-    queries, _ = linear_forward(h, params["w_q"], params["b_q"])  # (N, D)
-    q = split_heads(queries.reshape(n_sentences, beams, d_model), n_heads)  # (B, H, K, Dh)
-    heads, probs = cache.backend.attention_forward(
-        q, cache.cross_keys[layer], cache.cross_values[layer], cache.src_mask
-    )  # (B, H, K, Dh), (B, H, K, S)
-    merged = merge_heads(heads).reshape(n_rows, d_model)  # (B, K, D) -> (N, D)
-    out, _ = linear_forward(merged, params["w_o"], params["b_o"])  # (N, D)
-    probs = probs.transpose(0, 2, 1, 3).reshape(n_rows, n_heads, -1)  # (N, H, S)
-    return out, probs
+    keys are never copied per beam."""
+
+    def __init__(self, cache, layer):
+        self.cache, self.layer = cache, layer
+
+    def attend(self, q, project, backend, mask):
+        """q (N, H, 1, Dh) -> heads (N, H, 1, Dh), weights (N, H, 1, S)."""
+        cache, layer = self.cache, self.layer
+        if cache.cross_keys[layer] is None:
+            cache.cross_keys[layer], cache.cross_values[layer], _, _ = project()  # (B, H, S, Dh)
+        n_rows, n_heads, _, head_dim = q.shape
+        beams = cache.beam_size
+        grouped = q.reshape(n_rows // beams, beams, n_heads, head_dim).transpose(0, 2, 1, 3)  # (B, H, K, Dh)
+        heads, probs = backend.attention_forward(
+            grouped, cache.cross_keys[layer], cache.cross_values[layer], mask
+        )  # (B, H, K, Dh), (B, H, K, S)
+        heads = heads.transpose(0, 2, 1, 3).reshape(n_rows, n_heads, 1, head_dim)  # (N, H, 1, Dh)
+        probs = probs.transpose(0, 2, 1, 3).reshape(n_rows, n_heads, 1, -1)  # (N, H, 1, S)
+        return heads, probs
 
 
 def decode_step(model, cache, last_ids):
@@ -166,39 +161,19 @@ def decode_step(model, cache, last_ids):
     Returns logits (N, V) for the token at t+1, and the attention weights of this step,
     {"self": [(N, H, t+1)] per layer, "cross": [(N, H, S)] per layer}.
 
-    The same layers as model.decode in the same order, on one position: embed, then per
-    layer Residual(causal self-attention), Residual(cross-attention), Residual(feed-forward)
-    in the config's pre- or post-norm placement, then the final norm and the output.
+    It is model.decode itself, on one position with the cache: the same embedding, the
+    same layers (Residual(causal self-attention), Residual(cross-attention),
+    Residual(feed-forward) in the config's norm placement), the same final norm and output,
+    on the same kernels.
     """
-    config, params = model.config, model.params
-    position = cache.length
-    # y = Embed(y_t)·√D + PE(t): the embedding layers want (N, 1) ids, the rest works on (N, D)
-    y, _ = embedding_forward(last_ids[:, None], params[model.tgt_embed_key])  # (N, 1, D)
-    y, _ = positional_forward(y, model.positional_table, offset=position)  # (N, 1, D)
-    y = y[:, 0]  # (N, D)
-    common = dict(pre_norm=config.pre_norm, dropout=0.0, rng=None, eps=config.layernorm_eps, backend=model.backend)
-    attention = {"self": [], "cross": []}
-    for i in range(config.n_decoder_layers):
-        layer = subtree(params, f"decoder.layers.{i}")
-        self_attn, cross_attn, ffn = (subtree(layer, name) for name in ("self_attn", "cross_attn", "ffn"))
-        # the residual caches' second entry is what the sublayer returned: its attention weights
-        y, (_, self_probs, *_) = residual_forward(
-            y, lambda h: self_attention_step(h, self_attn, cache, i), subtree(layer, "norm1"), **common
-        )  # (N, D)
-        y, (_, cross_probs, *_) = residual_forward(
-            y, lambda h: cross_attention_step(h, cross_attn, cache, i), subtree(layer, "norm2"), **common
-        )  # (N, D)
-        y, _ = residual_forward(
-            y, lambda h: feedforward_forward(h, ffn, 0.0, None), subtree(layer, "norm3"), **common
-        )  # (N, D)
-        attention["self"].append(self_probs)  # (N, H, t+1)
-        attention["cross"].append(cross_probs)  # (N, H, S)
-    if config.final_norm:
-        y, _ = layernorm_forward(y, params["decoder.norm.gamma"], params["decoder.norm.beta"], config.layernorm_eps)
-    # a 2-D (N, D) · (D, V) product: one matrix multiply, not N vector products
-    logits, _ = output_forward(y, params[model.output_key], params["generator.bias"])  # (N, V)
+    logits, (_, cache_decoder, _) = model.decode(last_ids[:, None], cache.memory, cache.src_mask, kv_cache=cache)
     cache.length += 1
-    return logits, attention
+    layers = decoder_attention_probs(cache_decoder)
+    attention = {
+        "self": [self_probs[:, :, 0] for self_probs, _ in layers],  # (N, H, t+1)
+        "cross": [cross_probs[:, :, 0] for _, cross_probs in layers],  # (N, H, S)
+    }
+    return logits[:, 0], attention  # (N, V)
 
 
 # --- two steppers with one interface: cached, and the full recomputation -----------------
@@ -468,3 +443,39 @@ def score_sequence(model, src, hypotheses, bos_id, eos_id, ended=True):
     for row, target in enumerate(targets):
         valid[row, : len(target)] = True
     return (picked * valid).sum(axis=1)
+
+
+# --- many sentences: batches of similar length ----------------------------------------------
+
+DECODE_BATCH = 64  # sentences decoded together, by default
+
+
+def generation_budget(src_len, model_max_len, asked=None):
+    """The most pieces to generate: ``asked``, else room for a translation somewhat longer than
+    its source (2·S + 10), and never past the model's positions."""
+    return min(asked if asked is not None else 2 * src_len + 10, model_max_len)
+
+
+def decode_batches(model, sources, bos_id, eos_id, pad_id, batch_size=DECODE_BATCH, beam_size=1,
+                   length_penalty=0.0, use_cache=True, max_len=None):
+    """sources: id lists (non-empty) -> the generated ids of each, in the same order.
+
+    Sorted by length first, so a batch holds sentences of similar length: less padding,
+    and short batches finish early. Greedy for beam_size 1, else beam search.
+    """
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    outputs = [None] * len(sources)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(sources[i]) for i in rows)
+        src = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, S)
+        for row, i in enumerate(rows):
+            src[row, : len(sources[i])] = sources[i]
+        budget = generation_budget(width, model.config.max_len, max_len)
+        if beam_size == 1:
+            generated = greedy_decode(model, src, bos_id, eos_id, budget, use_cache)
+        else:
+            generated = beam_search(model, src, bos_id, eos_id, budget, beam_size, length_penalty, use_cache)
+        for i, ids in zip(rows, generated):
+            outputs[i] = ids
+    return outputs

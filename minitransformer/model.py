@@ -23,13 +23,10 @@ dropout on; ``rng=None`` is evaluation.
 import numpy as np
 
 from . import backends
-from .backends import compiled_or_reference
 from .config import ModelConfig
 from .layers.decoder import decoder_attention_probs, decoder_backward, decoder_forward
-from .layers.dropout import dropout_backward, dropout_forward
 from .layers.embedding import embedding_backward, embedding_forward
 from .layers.encoder import encoder_attention_probs, encoder_backward, encoder_forward
-from .layers.loss import cross_entropy_backward, cross_entropy_forward
 from .layers.output import output_backward, output_forward
 from .layers.positional import positional_forward, sinusoidal_table
 from .params import add_into, count_parameters, subtree
@@ -153,7 +150,7 @@ class Transformer:
         """ids (B, L) -> Dropout(Embed(ids)·√D + PE) (B, L, D)."""
         x, cache_embed = embedding_forward(ids, self.params[key])  # (B, L, D)
         x, _ = positional_forward(x, self.positional_table, offset)  # (B, L, D)
-        x, cache_drop = self._dropout()[0](x, self.config.dropout, rng)  # (B, L, D)
+        x, cache_drop = self.backend.dropout_forward(x, self.config.dropout, rng)  # (B, L, D)
         return x, (cache_embed, cache_drop)
 
     def encode(self, src, rng=None):
@@ -175,19 +172,31 @@ class Transformer:
         )  # (B, S, D)
         return memory, src_mask, (cache_embed, cache_encoder)
 
-    def decode(self, tgt_in, memory, src_mask, rng=None):
-        """tgt_in (B, T), memory (B, S, D) -> logits (B, T, V), cache."""
+    def decode(self, tgt_in, memory, src_mask, rng=None, kv_cache=None):
+        """tgt_in (B, T), memory (B, S, D) -> logits (B, T, V), cache.
+
+        ``kv_cache`` (decode.py's DecoderCache): decode one step, tgt_in (N, 1) the newest
+        token of each of N rows at position kv_cache.length, against the keys and values of
+        the earlier steps; the same layers run, on one position. Without it, the whole prefix.
+        """
         self._check_ids(tgt_in, "target ids")
         tgt_in = self.xp.asarray(tgt_in)
-        if tgt_in.shape[0] != memory.shape[0]:
-            raise ValueError(f"target batch {tgt_in.shape[0]} does not match source batch {memory.shape[0]}")
-        length = tgt_in.shape[1]
-        self_mask = causal_mask(length, self.xp) & padding_mask(tgt_in, self.config.pad_id)  # (B, 1, T, T)
-        if self.config.attention_window is not None:
-            self_mask = self_mask & local_mask(length, length, self.config.attention_window, self.xp)
-        y, cache_embed = self._embed(tgt_in, self.tgt_embed_key, rng)  # (B, T, D)
+        window = self.config.attention_window
+        if kv_cache is None:
+            if tgt_in.shape[0] != memory.shape[0]:
+                raise ValueError(f"target batch {tgt_in.shape[0]} does not match source batch {memory.shape[0]}")
+            offset, length = 0, tgt_in.shape[1]
+            self_mask = causal_mask(length, self.xp) & padding_mask(tgt_in, self.config.pad_id)  # (B, 1, T, T)
+            if window is not None:
+                self_mask = self_mask & local_mask(length, length, window, self.xp)
+        else:
+            # one new position: the cache holds no future positions and no padding, so only a
+            # local window masks anything
+            offset = kv_cache.length
+            self_mask = None if window is None else local_mask(1, offset + 1, window, self.xp, query_offset=offset)
+        y, cache_embed = self._embed(tgt_in, self.tgt_embed_key, rng, offset)  # (B, T, D)
         hidden, cache_decoder = decoder_forward(
-            y, memory, subtree(self.params, "decoder"), self.config, self_mask, src_mask, self.backend, rng
+            y, memory, subtree(self.params, "decoder"), self.config, self_mask, src_mask, self.backend, rng, kv_cache
         )  # (B, T, D)
         logits, cache_output = output_forward(
             hidden, self.params[self.output_key], self.params["generator.bias"]
@@ -219,41 +228,31 @@ class Transformer:
         add_into(grads, "decoder", decoder_grads)
         # in the forward pass this was: y = Dropout(Embed(tgt_in)·√D + PE)
         cache_embedding, cache_drop = cache_embed_tgt
-        dy = self._dropout()[1](dy, cache_drop)  # (B, T, D)
+        dy = self.backend.dropout_backward(dy, cache_drop)  # (B, T, D)
         add_into(grads, "", {self.tgt_embed_key: embedding_backward(dy, cache_embedding, pad_id)})
         # the encoder stack
         dx, encoder_grads = encoder_backward(dmemory, cache_encoder)
         add_into(grads, "encoder", encoder_grads)
         cache_embedding, cache_drop = cache_embed_src
-        dx = self._dropout()[1](dx, cache_drop)  # (B, S, D)
+        dx = self.backend.dropout_backward(dx, cache_drop)  # (B, S, D)
         add_into(grads, "", {self.src_embed_key: embedding_backward(dx, cache_embedding, pad_id)})
         self.input_grads = {"src": dx, "tgt": dy}
         for key, value in self.params.items():
             self.grads[key] = grads[key].astype(value.dtype, copy=False)
         return self.grads
 
-    def _dropout(self):
-        """Dropout: the backend's compiled pair, or layers/dropout.py (the same masks)."""
-        return compiled_or_reference(self.backend, "dropout", dropout_forward, dropout_backward)
-
-    def _loss_functions(self):
-        """The label-smoothed cross-entropy: the backend's compiled one, or layers/loss.py."""
-        return compiled_or_reference(self.backend, "cross_entropy", cross_entropy_forward, cross_entropy_backward)
-
     def loss(self, src, tgt_in, tgt_out, smoothing=0.0, rng=None):
         """The mean label-smoothed loss, forward only (for validation)."""
         logits, _ = self.forward(src, tgt_in, rng)
-        loss_forward, _ = self._loss_functions()
-        loss, _ = loss_forward(logits, self.xp.asarray(tgt_out), self.config.pad_id, smoothing)
+        loss, _ = self.backend.cross_entropy_forward(logits, self.xp.asarray(tgt_out), self.config.pad_id, smoothing)
         return float(loss)
 
     def loss_and_grads(self, src, tgt_in, tgt_out, smoothing=0.0, rng=None):
         """One forward and backward: returns the loss, leaves the gradients in self.grads."""
         logits, cache = self.forward(src, tgt_in, rng)
         tgt_out = self.xp.asarray(tgt_out)
-        loss_forward, loss_backward = self._loss_functions()
-        loss, cache_loss = loss_forward(logits, tgt_out, self.config.pad_id, smoothing)
-        self.backward(loss_backward(cache_loss), cache)
+        loss, cache_loss = self.backend.cross_entropy_forward(logits, tgt_out, self.config.pad_id, smoothing)
+        self.backward(self.backend.cross_entropy_backward(cache_loss), cache)
         return float(loss)
 
     # --- inspection ----------------------------------------------------------------------
@@ -275,7 +274,8 @@ def make_model(config: ModelConfig, seed=0, backend="numpy", params=None):
     """Build the Transformer from its config: the one builder.
 
     backend: a name for minitransformer.backends.get ("numpy", "cython", "cupy", "auto")
-             or a backend module. params: optional dict to load instead of a fresh init.
+             or a kernels object (minitransformer/backends/kernels.py). params: optional
+             dict to load instead of a fresh init.
     """
     if isinstance(backend, str) or backend is None:
         backend = backends.get(backend)

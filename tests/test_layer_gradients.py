@@ -6,7 +6,7 @@ A failure names the tensor and its relative error (see minitransformer/gradcheck
 import numpy as np
 import pytest
 
-from minitransformer.backends import numpy_backend
+from minitransformer.backends.numpy_backend import kernels as numpy_kernels
 from minitransformer.gradcheck import check_layer
 from minitransformer.layers.attention import attention_backward, attention_forward
 from minitransformer.layers.decoder import (
@@ -204,7 +204,7 @@ def test_multihead_attention(rng, kind):
     params = attention_params(rng, D)
     if kind == "cross":
         check_with_params(
-            lambda x_q, x_kv, p: multihead_forward(x_q, x_kv, p, H, mask, numpy_backend),
+            lambda x_q, x_kv, p: multihead_forward(x_q, x_kv, p, H, mask, numpy_kernels),
             multihead_backward,
             {"x_q": x_q, "x_kv": x_kv},
             params,
@@ -215,7 +215,7 @@ def test_multihead_attention(rng, kind):
             return dx_q + dx_kv, grads
 
         check_with_params(
-            lambda x, p: multihead_forward(x, x, p, H, mask, numpy_backend), backward, {"x": x_q}, params
+            lambda x, p: multihead_forward(x, x, p, H, mask, numpy_kernels), backward, {"x": x_q}, params
         )
 
 
@@ -226,7 +226,7 @@ def test_feedforward_with_dropout(rng):
         "w_2": rng.standard_normal((F, D)), "b_2": rng.standard_normal(D),
     }
     check_with_params(
-        lambda x, p: feedforward_forward(x, p, 0.25, np.random.default_rng(3)),
+        lambda x, p: feedforward_forward(x, p, 0.25, np.random.default_rng(3), numpy_kernels),
         feedforward_backward,
         {"x": rng.standard_normal((2, 3, D))},
         params,
@@ -240,7 +240,7 @@ def test_residual_layernorm(rng, pre_norm):
 
     def forward(x, p):
         sublayer = lambda h: linear_forward(h, weight, np.zeros(D))  # noqa: E731
-        return residual_forward(x, sublayer, p, pre_norm, 0.2, np.random.default_rng(5))
+        return residual_forward(x, sublayer, p, pre_norm, 0.2, np.random.default_rng(5), 1e-5, numpy_kernels)
 
     def backward(dout, cache):
         def sublayer_backward(dh, sub_cache):
@@ -270,13 +270,13 @@ def test_encoder_layer_and_stack(rng, pre_norm):
     mask = padding_mask(np.array([[5, 6, 7, 8], [5, 6, 0, 0]]), 0)
     x = rng.standard_normal((2, 4, config.d_model))
     check_with_params(
-        lambda x, p: encoder_layer_forward(x, p, config, mask, numpy_backend, np.random.default_rng(1)),
+        lambda x, p: encoder_layer_forward(x, p, config, mask, numpy_kernels, np.random.default_rng(1)),
         encoder_layer_backward,
         {"x": x},
         subtree(params, "layers.0"),
     )
     check_with_params(
-        lambda x, p: encoder_forward(x, p, config, mask, numpy_backend, np.random.default_rng(1)),
+        lambda x, p: encoder_forward(x, p, config, mask, numpy_kernels, np.random.default_rng(1)),
         encoder_backward,
         {"x": x},
         params,
@@ -294,14 +294,14 @@ def test_decoder_layer_and_stack(rng, pre_norm):
     memory = rng.standard_normal((2, 3, config.d_model))
     check_with_params(
         lambda y, m, p: decoder_layer_forward(
-            y, m, p, config, self_mask, cross_mask, numpy_backend, np.random.default_rng(2)
+            y, m, p, config, self_mask, cross_mask, numpy_kernels, np.random.default_rng(2)
         ),
         decoder_layer_backward,
         {"y": y, "memory": memory},
         subtree(params, "layers.1"),
     )
     check_with_params(
-        lambda y, m, p: decoder_forward(y, m, p, config, self_mask, cross_mask, numpy_backend, np.random.default_rng(2)),
+        lambda y, m, p: decoder_forward(y, m, p, config, self_mask, cross_mask, numpy_kernels, np.random.default_rng(2)),
         decoder_backward,
         {"y": y, "memory": memory},
         params,

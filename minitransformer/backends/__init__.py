@@ -1,11 +1,17 @@
-"""One dispatch for the attention core: ``get(name)`` returns a backend.
+"""One dispatch: ``get(name)`` returns a backend's kernels object.
 
-A backend is a module with
+The kernels object (minitransformer/backends/kernels.py) names every operation a backend
+may provide (the attention core, its blocked form, LayerNorm, cross-entropy, dropout), the
+NumPy reference implementing them all; a backend overrides what it has compiled. It has
 
-    out, probs = attention_forward(q, k, v, mask)       # see layers/attention.py
-    dq, dk, dv = attention_backward(dout, q, k, v, probs)
+    out, probs = kernels.attention_forward(q, k, v, mask)       # see layers/attention.py
+    dq, dk, dv = kernels.attention_backward(dout, q, k, v, probs)
+    …          (the rest: see kernels.py)
     name       = "numpy" | "cython" | "cupy"
     xp         = the array module its tensors live in (numpy or cupy)
+
+Each backend is a module (numpy_backend, cython_backend, cupy_backend) with its functions
+and its ``kernels`` object; the model is handed the object once, when it is built.
 
 Names:
     numpy   the readable reference (minitransformer/layers/attention.py)
@@ -41,14 +47,14 @@ def _load(name):
         module = importlib.import_module(_MODULES[name])
     except ImportError as error:
         raise BackendUnavailable(f"the {name!r} backend cannot run: {error}") from error
-    reason = module.unavailable_reason() if hasattr(module, "unavailable_reason") else None
+    reason = module.unavailable_reason()
     if reason:
         raise BackendUnavailable(f"the {name!r} backend cannot run: {reason}")
-    return module
+    return module.kernels
 
 
 def get(name=None):
-    """Return the backend called ``name`` (see the module docstring)."""
+    """Return the kernels object of the backend called ``name`` (see the module docstring)."""
     global _warned_fallback
     if name is None:
         name = os.environ.get(ENV_VAR, "auto")
@@ -72,15 +78,6 @@ def get(name=None):
         )
         _warned_fallback = True
     return _load("numpy")
-
-
-def compiled_or_reference(backend, name, forward, backward):
-    """The backend's compiled ``name_forward`` / ``name_backward`` pair when it has one (the
-    Cython backend compiles LayerNorm and the cross-entropy too), else the NumPy references
-    given. A forward's cache goes to the backward of the same pair."""
-    if backend is not None and hasattr(backend, f"{name}_forward"):
-        return getattr(backend, f"{name}_forward"), getattr(backend, f"{name}_backward")
-    return forward, backward
 
 
 def available():

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..layers.attention import check_attention_inputs
+from .kernels import Kernels
 
 try:
     import cupy
@@ -217,3 +218,17 @@ def attention_backward(dout, q, k, v, probs):
     dq = cupy.matmul(dscores_scaled, k)  # (B, H, T, Dh)
     dk = cupy.matmul(dscores_scaled.swapaxes(-1, -2), q)  # (B, H, S, Dh)
     return dq, dk, dv
+
+
+class CupyKernels(Kernels):
+    """The kernels object of this backend: the attention core on the GPU; the other
+    operations are the references, which run on CuPy arrays as they are (arrays.py)."""
+
+    name = "cupy"
+    unavailable_reason = staticmethod(unavailable_reason)
+    xp = cupy
+    attention_forward = staticmethod(attention_forward)
+    attention_backward = staticmethod(attention_backward)
+
+
+kernels = CupyKernels()

@@ -14,8 +14,8 @@ blocked kernels, for long sequences:
 The blocked pair never stores the (T, S) weights; the algorithm is explained in
 minitransformer/layers/blocked_attention.py, its NumPy reference.
 
-Optional, present when csrc/ops.pyx is built (check with hasattr), with the references'
-signatures (layers/loss.py, layers/layernorm.py); each forward goes with its own backward:
+Compiled from csrc/ops.pyx, with the references' signatures and caches (layers/loss.py,
+layers/layernorm.py, layers/dropout.py):
 
     loss, cache  = cross_entropy_forward(logits, targets, pad_id, smoothing)
     dlogits      = cross_entropy_backward(cache)      # computed by the forward, same pass
@@ -23,6 +23,8 @@ signatures (layers/loss.py, layers/layernorm.py); each forward goes with its own
     dx, dgamma, dbeta = layernorm_backward(dy, cache)
     y, cache     = dropout_forward(x, p, stream)      # the reference's masks and cache
     dx           = dropout_backward(dy, cache)
+
+``kernels`` (a CythonKernels) gathers them all for the model: see backends/kernels.py.
 
 Threads: OMP_NUM_THREADS sets how many (default: one per core).
 """
@@ -35,6 +37,9 @@ name = "cython"
 
 from .. import _ext
 from ..layers.dropout import DropoutCache, dropout_threshold, next_key
+from ..layers.layernorm import LayerNormCache
+from ..layers.loss import CrossEntropyCache
+from .kernels import Kernels
 
 try:
     from .._ext import attention as _kernels
@@ -47,9 +52,20 @@ except ImportError as error:  # not built, or built for another Python
 _ops = _ext.ops
 
 if _ops is not None:
-    cross_entropy_forward = _ops.cross_entropy_forward
-    cross_entropy_backward = _ops.cross_entropy_backward
-    layernorm_forward = _ops.layernorm_forward
+
+    def cross_entropy_forward(logits, targets, pad_id, smoothing=0.0):
+        """logits (B, T, V), targets (B, T) -> loss, CrossEntropyCache (the gradient, same pass)."""
+        loss, (dlogits,) = _ops.cross_entropy_forward(logits, targets, pad_id, smoothing)
+        return loss, CrossEntropyCache(dlogits)
+
+    def cross_entropy_backward(cache):
+        return cache.dlogits
+
+    def layernorm_forward(x, gamma, beta, eps=1e-5):
+        """x (..., D) -> y (..., D), LayerNormCache."""
+        y, cache = _ops.layernorm_forward(x, gamma, beta, eps)
+        return y, LayerNormCache(*cache)
+
     layernorm_backward = _ops.layernorm_backward
 
     def dropout_forward(x, p, stream):
@@ -111,3 +127,25 @@ def attention_backward_blocked(dout, q, k, v, out, logsumexp, mask=None, block_s
     """dout (B, H, T, Dh), with the forward's inputs, out and logsumexp -> dq, dk, dv."""
     check_attention_inputs(q, k, v, mask)
     return _kernels_or_raise().attention_backward_blocked(dout, q, k, v, out, logsumexp, mask, block_size)
+
+
+class CythonKernels(Kernels):
+    """The kernels object of this backend: the compiled attention core, and the compiled
+    LayerNorm, cross-entropy and dropout where csrc/ops.pyx is built."""
+
+    name = "cython"
+    unavailable_reason = staticmethod(unavailable_reason)
+    attention_forward = staticmethod(attention_forward)
+    attention_backward = staticmethod(attention_backward)
+    attention_forward_blocked = staticmethod(attention_forward_blocked)
+    attention_backward_blocked = staticmethod(attention_backward_blocked)
+    if _ops is not None:
+        cross_entropy_forward = staticmethod(cross_entropy_forward)
+        cross_entropy_backward = staticmethod(cross_entropy_backward)
+        layernorm_forward = staticmethod(layernorm_forward)
+        layernorm_backward = staticmethod(layernorm_backward)
+        dropout_forward = staticmethod(dropout_forward)
+        dropout_backward = staticmethod(dropout_backward)
+
+
+kernels = CythonKernels()

@@ -12,11 +12,9 @@ the sum over layers. Parameters of one layer: self_attn.*, norm1.*, cross_attn.*
 ffn.*, norm3.*.
 """
 
-from ..backends import compiled_or_reference
 from ..params import add_into, subtree
-from .encoder import self_attention_backward
+from .encoder import final_norm_backward, final_norm_forward, self_attention_backward
 from .feedforward import feedforward_backward, feedforward_forward
-from .layernorm import layernorm_backward, layernorm_forward
 from .multihead import attention_probs, multihead_backward, multihead_forward
 from .residual import residual_backward, residual_forward
 
@@ -27,17 +25,23 @@ def cross_attention_backward(dy, cache):
     return dy_q, (grads, dmemory)
 
 
-def decoder_layer_forward(y, memory, params, config, self_mask, cross_mask, backend, rng):
+def decoder_layer_forward(y, memory, params, config, self_mask, cross_mask, backend, rng, kv_cache=None):
     """y (B, T, D), memory (B, S, D), self_mask (B, 1, T, T), cross_mask (B, 1, 1, S)
-    -> y (B, T, D)."""
+    -> y (B, T, D).
+
+    ``kv_cache``: this layer's keys and values of earlier decoding steps (decode.py), with
+    ``.self_attention`` and ``.cross_attention``; None in training.
+    """
     self_attn, cross_attn, ffn = (subtree(params, name) for name in ("self_attn", "cross_attn", "ffn"))
     common = dict(pre_norm=config.pre_norm, dropout=config.dropout, rng=rng, eps=config.layernorm_eps, backend=backend)
 
+    self_kv, cross_kv = (None, None) if kv_cache is None else (kv_cache.self_attention, kv_cache.cross_attention)
+
     def causal_self_attention(h):
-        return multihead_forward(h, h, self_attn, config.n_heads, self_mask, backend)
+        return multihead_forward(h, h, self_attn, config.n_heads, self_mask, backend, self_kv)
 
     def cross_attention(h):
-        return multihead_forward(h, memory, cross_attn, config.n_heads, cross_mask, backend)
+        return multihead_forward(h, memory, cross_attn, config.n_heads, cross_mask, backend, cross_kv)
 
     def feed_forward(h):
         return feedforward_forward(h, ffn, config.dropout, rng, backend)
@@ -60,19 +64,19 @@ def decoder_layer_backward(dy, cache):
     return dy, dmemory, grads
 
 
-def decoder_forward(y, memory, params, config, self_mask, cross_mask, backend, rng):
-    """y (B, T, D) embedded target prefix, memory (B, S, D) -> hidden (B, T, D), caches."""
+def decoder_forward(y, memory, params, config, self_mask, cross_mask, backend, rng, kv_cache=None):
+    """y (B, T, D) embedded target prefix, memory (B, S, D) -> hidden (B, T, D), caches.
+
+    ``kv_cache`` (decoding only): the keys and values of earlier steps, ``kv_cache.layer(i)``
+    for layer i."""
     caches = []
     for i in range(config.n_decoder_layers):
+        layer_kv = None if kv_cache is None else kv_cache.layer(i)
         y, cache = decoder_layer_forward(
-            y, memory, subtree(params, f"layers.{i}"), config, self_mask, cross_mask, backend, rng
+            y, memory, subtree(params, f"layers.{i}"), config, self_mask, cross_mask, backend, rng, layer_kv
         )
         caches.append(cache)
-    cache_norm = None
-    if config.final_norm:
-        norm_forward, norm_backward = compiled_or_reference(backend, "layernorm", layernorm_forward, layernorm_backward)
-        y, cache_norm = norm_forward(y, params["norm.gamma"], params["norm.beta"], config.layernorm_eps)
-        cache_norm = (cache_norm, norm_backward)
+    y, cache_norm = final_norm_forward(y, params, config, backend)
     return y, (caches, cache_norm)
 
 
@@ -80,10 +84,7 @@ def decoder_backward(dhidden, cache):
     """dhidden (B, T, D) -> dy (B, T, D), dmemory (B, S, D), grads of the stack."""
     caches, cache_norm = cache
     grads = {}
-    dy = dhidden
-    if cache_norm is not None:
-        cache_norm, norm_backward = cache_norm
-        dy, grads["norm.gamma"], grads["norm.beta"] = norm_backward(dy, cache_norm)
+    dy = final_norm_backward(dhidden, cache_norm, grads)
     dmemory = None
     for i in reversed(range(len(caches))):
         dy, dmemory_i, layer_grads = decoder_layer_backward(dy, caches[i])

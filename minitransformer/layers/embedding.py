@@ -14,20 +14,7 @@ still learns the logit of the padding token, which the loss drives down.)
 
 import math
 
-from ..arrays import array_module
-
-
-def check_token_ids(ids, vocab_size, name="token ids"):
-    """Raise a clear ValueError when an id lies outside [0, vocab_size)."""
-    xp = array_module(ids)
-    if ids.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be integers, got dtype {ids.dtype}")
-    outside = (ids < 0) | (ids >= vocab_size)
-    if ids.size and bool(outside.any()):  # one device-to-host sync on a GPU
-        bad = ids[outside]
-        raise ValueError(
-            f"{name} outside the vocabulary [0, {vocab_size}): found {int(xp.asarray(bad).ravel()[0])}"
-        )
+from ..arrays import array_module, check_token_ids
 
 
 def embedding_forward(ids, weight):

@@ -8,10 +8,8 @@ Parameters of one layer: self_attn.*, norm1.*, ffn.*, norm2.*. Of the stack:
 layers.<i>.* and, with a final norm, norm.*.
 """
 
-from ..backends import compiled_or_reference
 from ..params import add_into, subtree
 from .feedforward import feedforward_backward, feedforward_forward
-from .layernorm import layernorm_backward, layernorm_forward
 from .multihead import attention_probs, multihead_backward, multihead_forward
 from .residual import residual_backward, residual_forward
 
@@ -53,22 +51,33 @@ def encoder_forward(x, params, config, mask, backend, rng):
     for i in range(config.n_encoder_layers):
         x, cache = encoder_layer_forward(x, subtree(params, f"layers.{i}"), config, mask, backend, rng)
         caches.append(cache)
-    cache_norm = None
-    if config.final_norm:
-        norm_forward, norm_backward = compiled_or_reference(backend, "layernorm", layernorm_forward, layernorm_backward)
-        x, cache_norm = norm_forward(x, params["norm.gamma"], params["norm.beta"], config.layernorm_eps)
-        cache_norm = (cache_norm, norm_backward)
+    x, cache_norm = final_norm_forward(x, params, config, backend)
     return x, (caches, cache_norm)
+
+
+def final_norm_forward(x, params, config, backend):
+    """The stack's last LayerNorm (norm.*), when config.final_norm (pre-norm stacks need it:
+    their residual stream is never normalized otherwise) -> x, cache (None without it)."""
+    if not config.final_norm:
+        return x, None
+    x, cache = backend.layernorm_forward(x, params["norm.gamma"], params["norm.beta"], config.layernorm_eps)
+    return x, (cache, backend)
+
+
+def final_norm_backward(dx, cache, grads):
+    """dx -> dx through the final norm (unchanged without one); its grads go into ``grads``."""
+    if cache is None:
+        return dx
+    cache_norm, backend = cache
+    dx, grads["norm.gamma"], grads["norm.beta"] = backend.layernorm_backward(dx, cache_norm)
+    return dx
 
 
 def encoder_backward(dmemory, cache):
     """dmemory (B, S, D) -> dx (B, S, D), grads of the stack."""
     caches, cache_norm = cache
     grads = {}
-    dx = dmemory
-    if cache_norm is not None:
-        cache_norm, norm_backward = cache_norm
-        dx, grads["norm.gamma"], grads["norm.beta"] = norm_backward(dx, cache_norm)
+    dx = final_norm_backward(dmemory, cache_norm, grads)
     for i in reversed(range(len(caches))):
         dx, layer_grads = encoder_layer_backward(dx, caches[i])
         add_into(grads, f"layers.{i}", layer_grads)

@@ -11,7 +11,17 @@ The two means are what μ and σ² contribute: every x moves the mean and the va
 through them every x̂ of the row. The derivation is in docs/07-backward.md.
 """
 
+from typing import NamedTuple
+
 from ..arrays import array_module
+
+
+class LayerNormCache(NamedTuple):
+    """What the backward needs, on every backend."""
+
+    x_hat: object  # (..., D) the normalized input
+    inv_std: object  # (..., 1) 1 / √(σ² + ε)
+    gamma: object  # (D,)
 
 
 def layernorm_forward(x, gamma, beta, eps=1e-5):
@@ -23,8 +33,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     inv_std = 1.0 / xp.sqrt(variance + eps)  # (..., 1)
     x_hat = centered * inv_std  # (..., D)
     y = x_hat * gamma + beta  # (..., D)
-    cache = (x_hat, inv_std, gamma)
-    return y, cache
+    return y, LayerNormCache(x_hat, inv_std, gamma)
 
 
 def layernorm_backward(dy, cache):

@@ -16,11 +16,20 @@ Backward: the softmax and the log cancel into the famous
 
     ∂loss/∂z = p − q       (per token, divided by the number of non-padding targets)
 
-and padding positions get zero gradient.
+and padding positions get zero gradient. The forward has p in hand, so it forms the
+gradient there, in the same pass (as the compiled kernel does), and keeps only that: the
+cache is the (B, T, V) gradient, not the probabilities and the targets.
 """
 
-from ..arrays import array_module
-from .embedding import check_token_ids
+from typing import NamedTuple
+
+from ..arrays import array_module, check_token_ids
+
+
+class CrossEntropyCache(NamedTuple):
+    """What the backward needs: the gradient of the mean loss, formed by the forward."""
+
+    dlogits: object  # (B, T, V)
 
 
 def cross_entropy_forward(logits, targets, pad_id, smoothing=0.0):
@@ -42,14 +51,12 @@ def cross_entropy_forward(logits, targets, pad_id, smoothing=0.0):
     if smoothing:
         per_token = per_token - (smoothing / vocab_size) * logits.sum(axis=-1)
     loss = (per_token * valid).sum() / n_valid
-    cache = (probs, targets, valid, n_valid, smoothing)
-    return loss, cache
+    return loss, CrossEntropyCache(_dlogits(probs, targets, valid, n_valid, smoothing))
 
 
-def cross_entropy_backward(cache):
-    """-> dlogits (B, T, V), the gradient of the mean loss."""
-    xp = array_module(cache[0])
-    probs, targets, valid, n_valid, smoothing = cache
+def _dlogits(probs, targets, valid, n_valid, smoothing):
+    """probs (B, T, V) -> ∂loss/∂z = (p − q) / n_valid at non-padding targets, 0 elsewhere."""
+    xp = array_module(probs)
     vocab_size = probs.shape[-1]
     # a fresh C-ordered array, so that the reshape below is a view we can write through
     dlogits = xp.ascontiguousarray(probs - smoothing / vocab_size)  # (B, T, V): p − ε/V everywhere …
@@ -58,3 +65,8 @@ def cross_entropy_backward(cache):
     rows[xp.arange(rows.shape[0]), targets.reshape(-1)] -= 1.0 - smoothing
     dlogits *= (valid / n_valid)[..., None].astype(dlogits.dtype)
     return dlogits
+
+
+def cross_entropy_backward(cache):
+    """-> dlogits (B, T, V), the gradient of the mean loss (formed by the forward)."""
+    return cache.dlogits

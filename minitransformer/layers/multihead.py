@@ -15,7 +15,24 @@ Backward returns dx_q, dx_kv and the gradients under the same keys; for self-att
 caller adds dx_q and dx_kv, since X fed both.
 """
 
+from typing import NamedTuple
+
 from .linear import linear_backward, linear_forward
+
+
+class MultiheadCache(NamedTuple):
+    """What multihead_backward needs; ``probs`` are the attention weights, for inspection."""
+
+    linear_q: tuple
+    linear_k: tuple
+    linear_v: tuple
+    linear_o: tuple
+    q: object  # (B, H, T, Dh)
+    k: object  # (B, H, S, Dh)
+    v: object  # (B, H, S, Dh)
+    probs: object  # (B, H, T, S)
+    n_heads: int
+    backend: object  # the kernels object whose attention core ran the forward
 
 
 def split_heads(x, n_heads):
@@ -30,37 +47,48 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(batch, seq_len, n_heads * head_dim)
 
 
-def multihead_forward(x_q, x_kv, params, n_heads, mask, backend):
+def multihead_forward(x_q, x_kv, params, n_heads, mask, backend, kv_cache=None):
     """x_q (B, T, D), x_kv (B, S, D), mask ~(B, H, T, S) -> y (B, T, D), cache.
 
-    ``backend`` provides the attention core (attention_forward / attention_backward).
+    ``backend`` is the kernels object (minitransformer/backends/kernels.py) whose attention
+    core runs: attention_forward / attention_backward.
+
+    ``kv_cache``, when decoding one position at a time (decode.py), keeps the keys and values
+    of earlier steps: its ``attend(q, project, backend, mask)`` calls ``project()`` for the
+    keys and values it lacks (self-attention: the newest position's, appended; cross-attention:
+    the memory's, once) and runs the core on all of them. Such a forward has no backward.
     """
     q2, cache_q = linear_forward(x_q, params["w_q"], params["b_q"])  # (B, T, D)
-    k2, cache_k = linear_forward(x_kv, params["w_k"], params["b_k"])  # (B, S, D)
-    v2, cache_v = linear_forward(x_kv, params["w_v"], params["b_v"])  # (B, S, D)
     q = split_heads(q2, n_heads)  # (B, H, T, Dh)
-    k = split_heads(k2, n_heads)  # (B, H, S, Dh)
-    v = split_heads(v2, n_heads)  # (B, H, S, Dh)
-    heads, probs = backend.attention_forward(q, k, v, mask)  # (B, H, T, Dh), (B, H, T, S)
+
+    def project():
+        k2, cache_k = linear_forward(x_kv, params["w_k"], params["b_k"])  # (B, S, D)
+        v2, cache_v = linear_forward(x_kv, params["w_v"], params["b_v"])  # (B, S, D)
+        return split_heads(k2, n_heads), split_heads(v2, n_heads), cache_k, cache_v  # k, v (B, H, S, Dh)
+
+    if kv_cache is None:
+        k, v, cache_k, cache_v = project()
+        heads, probs = backend.attention_forward(q, k, v, mask)  # (B, H, T, Dh), (B, H, T, S)
+    else:
+        k = v = cache_k = cache_v = None
+        heads, probs = kv_cache.attend(q, project, backend, mask)
     merged = merge_heads(heads)  # (B, T, D)
     y, cache_o = linear_forward(merged, params["w_o"], params["b_o"])  # (B, T, D)
-    cache = (cache_q, cache_k, cache_v, cache_o, q, k, v, probs, n_heads, backend)
-    return y, cache
+    return y, MultiheadCache(cache_q, cache_k, cache_v, cache_o, q, k, v, probs, n_heads, backend)
 
 
 def multihead_backward(dy, cache):
     """dy (B, T, D) -> dx_q (B, T, D), dx_kv (B, S, D), grads {w_q, b_q, …}."""
-    cache_q, cache_k, cache_v, cache_o, q, k, v, probs, n_heads, backend = cache
     grads = {}
-    dmerged, grads["w_o"], grads["b_o"] = linear_backward(dy, cache_o)  # (B, T, D)
-    dheads = split_heads(dmerged, n_heads)  # (B, H, T, Dh)
-    dq, dk, dv = backend.attention_backward(dheads, q, k, v, probs)
-    dx_q, grads["w_q"], grads["b_q"] = linear_backward(merge_heads(dq), cache_q)  # (B, T, D)
-    dx_k, grads["w_k"], grads["b_k"] = linear_backward(merge_heads(dk), cache_k)  # (B, S, D)
-    dx_v, grads["w_v"], grads["b_v"] = linear_backward(merge_heads(dv), cache_v)  # (B, S, D)
+    dmerged, grads["w_o"], grads["b_o"] = linear_backward(dy, cache.linear_o)  # (B, T, D)
+    dheads = split_heads(dmerged, cache.n_heads)  # (B, H, T, Dh)
+    dq, dk, dv = cache.backend.attention_backward(dheads, cache.q, cache.k, cache.v, cache.probs)
+    dx_q, grads["w_q"], grads["b_q"] = linear_backward(merge_heads(dq), cache.linear_q)  # (B, T, D)
+    dx_k, grads["w_k"], grads["b_k"] = linear_backward(merge_heads(dk), cache.linear_k)  # (B, S, D)
+    dx_v, grads["w_v"], grads["b_v"] = linear_backward(merge_heads(dv), cache.linear_v)  # (B, S, D)
     return dx_q, dx_k + dx_v, grads
 
 
 def attention_probs(cache):
     """The attention weights (B, H, T, S) kept by multihead_forward, for inspection."""
-    return cache[7]
+    return cache.probs

@@ -8,30 +8,29 @@ reaches x unchanged, ∂L/∂x = dy + (what flows back through the sublayer), so
 cut it off. Pre-norm keeps that identity path clean all the way down; post-norm puts a
 LayerNorm on it, which is why post-norm needs a learning-rate warmup.
 
-``sublayer`` is a function h -> (out, cache) and ``sublayer_backward`` a function
-dout -> (dh, extra): the gradient for h plus whatever else the sublayer returns (its
+``sublayer`` is a function h -> (out, cache), and ``sublayer_backward(dout, cache)`` its
+backward -> (dh, extra): the gradient for h plus whatever else the sublayer returns (its
 parameter gradients), which is passed through.
 """
 
-from ..backends import compiled_or_reference
-from .dropout import dropout_backward as reference_dropout_backward
-from .dropout import dropout_forward as reference_dropout_forward
-from .layernorm import layernorm_backward as reference_layernorm_backward
-from .layernorm import layernorm_forward as reference_layernorm_forward
+from typing import NamedTuple
 
 
-def residual_forward(x, sublayer, norm, pre_norm, dropout, rng, eps=1e-5, backend=None):
+class ResidualCache(NamedTuple):
+    norm: tuple  # the LayerNorm's cache
+    sublayer: object  # the sublayer's cache (multihead's holds the attention weights)
+    dropout: object  # the dropout's cache
+    pre_norm: bool
+    backend: object  # the kernels object that ran LayerNorm and dropout
+
+
+def residual_forward(x, sublayer, norm, pre_norm, dropout, rng, eps, backend):
     """x (B, T, D), norm {gamma, beta} -> y (B, T, D).
 
-    ``backend`` may bring a compiled LayerNorm and dropout (the Cython ones); the references
-    are used otherwise.
+    ``backend`` is the kernels object: its layernorm_* and dropout_* run here (compiled on
+    the Cython backend, the references of layernorm.py and dropout.py on NumPy's).
     """
-    layernorm_forward, layernorm_backward = compiled_or_reference(
-        backend, "layernorm", reference_layernorm_forward, reference_layernorm_backward
-    )
-    dropout_forward, dropout_backward = compiled_or_reference(
-        backend, "dropout", reference_dropout_forward, reference_dropout_backward
-    )
+    layernorm_forward, dropout_forward = backend.layernorm_forward, backend.dropout_forward
     if pre_norm:
         h, cache_norm = layernorm_forward(x, norm["gamma"], norm["beta"], eps)  # (B, T, D)
         out, cache_sub = sublayer(h)  # (B, T, D)
@@ -41,14 +40,15 @@ def residual_forward(x, sublayer, norm, pre_norm, dropout, rng, eps=1e-5, backen
         out, cache_sub = sublayer(x)  # (B, T, D)
         out, cache_drop = dropout_forward(out, dropout, rng)  # (B, T, D)
         y, cache_norm = layernorm_forward(x + out, norm["gamma"], norm["beta"], eps)  # (B, T, D)
-    return y, (cache_norm, cache_sub, cache_drop, pre_norm, layernorm_backward, dropout_backward)
+    return y, ResidualCache(cache_norm, cache_sub, cache_drop, pre_norm, backend)
 
 
 def residual_backward(dy, cache, sublayer_backward):
     """dy (B, T, D) -> dx (B, T, D), norm grads {gamma, beta}, the sublayer's extra."""
-    cache_norm, cache_sub, cache_drop, pre_norm, layernorm_backward, dropout_backward = cache
+    cache_norm, cache_sub, cache_drop = cache.norm, cache.sublayer, cache.dropout
+    layernorm_backward, dropout_backward = cache.backend.layernorm_backward, cache.backend.dropout_backward
     norm_grads = {}
-    if pre_norm:
+    if cache.pre_norm:
         # in the forward pass this was: y = x + dropout(sublayer(layernorm(x)))
         dout = dropout_backward(dy, cache_drop)  # (B, T, D)
         dh, extra = sublayer_backward(dout, cache_sub)  # (B, T, D)
