@@ -49,7 +49,8 @@ from minitransformer.gradcheck import rel_error  # noqa: E402
 from minitransformer.layers import attention as reference  # noqa: E402
 from minitransformer.layers.dropout import DropoutStream  # noqa: E402
 from minitransformer.model import make_model  # noqa: E402
-from minitransformer.optim import Adam, clip_grad_norm, noam_lr  # noqa: E402
+from minitransformer.optim import Adam  # noqa: E402
+from minitransformer.step import Recipe, train_step  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 ATTENTION_SHAPES = [  # (B, H, T=S, Dh)
@@ -256,13 +257,8 @@ def random_examples(count, vocab_size, seed=0):
 
 
 def training_step(model, optimizer, batch, step, xp, dropout_rng, train_config):
-    """One step of the training recipe: forward-backward, clip, Adam; returns the loss."""
-    src, tgt_in, tgt_out = xp.asarray(batch.src), xp.asarray(batch.tgt_in), xp.asarray(batch.tgt_out)
-    loss = model.loss_and_grads(src, tgt_in, tgt_out, train_config.label_smoothing, dropout_rng)
-    clip_grad_norm(model.grads, train_config.clip_norm)
-    lr = noam_lr(step, model.config.d_model, train_config.warmup_steps, train_config.lr_factor)
-    optimizer.step(model.params, model.grads, lr)
-    return loss
+    """One step of the training recipe (minitransformer/step.py); returns the loss."""
+    return train_step(model, batch, optimizer, step, Recipe.of(train_config), dropout_rng).loss
 
 
 def check_training_step(model_config, batch):

@@ -46,7 +46,8 @@ from minitransformer.configs import get_config  # noqa: E402
 from minitransformer.data import load_pairs  # noqa: E402
 from minitransformer.layers.dropout import DropoutStream  # noqa: E402
 from minitransformer.model import make_model  # noqa: E402
-from minitransformer.optim import Adam, clip_grad_norm  # noqa: E402
+from minitransformer.optim import Adam  # noqa: E402
+from minitransformer.step import Recipe, train_step  # noqa: E402
 
 THREADS = 2
 DATA = common.TATOEBA / "tatoeba-fra-eng-train.tsv"
@@ -83,15 +84,14 @@ class OurStep:
     def __init__(self, backend_name, model_config, train_config):
         self.model = make_model(model_config, seed=0, backend=backend_name)
         self.optimizer = Adam(self.model.params, beta1=0.9, beta2=0.98, eps=1e-9)
-        self.smoothing = train_config.label_smoothing
-        self.clip = train_config.clip_norm
+        self.recipe = Recipe.of(train_config)
         self.rng = DropoutStream(seed=0)  # the trainer's counter-based dropout stream
+        self.steps = 0
 
     def __call__(self, batch):
-        loss = self.model.loss_and_grads(batch.src, batch.tgt_in, batch.tgt_out, self.smoothing, self.rng)
-        clip_grad_norm(self.model.grads, self.clip)
-        self.optimizer.step(self.model.params, self.model.grads, 1e-4)
-        return loss
+        """The trainer's own step (minitransformer/step.py)."""
+        self.steps += 1
+        return train_step(self.model, batch, self.optimizer, self.steps, self.recipe, self.rng).loss
 
 
 class TorchStep:

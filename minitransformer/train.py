@@ -42,7 +42,6 @@ existing run only with --overwrite. docs/09-training.md lists what survives what
 import contextlib
 import errno
 import json
-import math
 import shutil
 import signal
 import sys
@@ -56,7 +55,7 @@ import sacrebleu
 from tqdm import tqdm
 
 from . import backends
-from .batching import Batcher, encode_pairs, pad_sequences
+from .batching import Batcher, encode_pairs
 from .checkpoint import (
     CheckpointError,
     atomic_write,
@@ -72,10 +71,11 @@ from .checkpoint import (
 )
 from .configs import BUDGET_FIELDS, ConfigError, TrainConfig, get_config
 from .data import DataError, group_references, load_pairs, split_by_source
+from .decode import decode_batches
 from .layers.dropout import DropoutStream
 from .messages import sanitize
 from .model import make_model
-from .optim import Adam, clip_grad_norm, noam_lr
+from .optim import Adam
 from .rundir import (
     RunDirectoryError,
     RunLock,
@@ -87,10 +87,12 @@ from .rundir import (
     start_partial,
     swap_in,
 )
+from .step import Recipe, TrainingDiverged, train_step  # noqa: F401  (TrainingDiverged: raised from here)
 from .tokenizer import Tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# sentences decoded together when measuring BLEU
+# sentences decoded together when measuring BLEU (more than translate's default: a
+# validation set is many short sentences, and memory is not the user's)
 DECODE_BATCH = 100
 
 
@@ -98,10 +100,6 @@ PACKAGE_DATA = Path(__file__).resolve().parent / "corpus" / "data"
 # what SIGINT and SIGTERM stop a run with: the shell's codes, 128 + the signal's number
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradient stopped being finite; nothing was saved after it."""
 
 
 class RunWriteError(RuntimeError):
@@ -185,20 +183,9 @@ def corpus_bleu(hypotheses, references):
 
 def translate_sentences(model, tokenizer, sentences, batch_size=DECODE_BATCH):
     """Greedy translations of ``sentences`` (strings), decoded in batches of similar length."""
-    from .decode import greedy_decode
-
     encoded = [tokenizer.encode_src(sentence)[: model.config.max_len] or [tokenizer.unk_id] for sentence in sentences]
-    by_length = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    translations = [None] * len(encoded)
-    for start in range(0, len(by_length), batch_size):
-        rows = by_length[start : start + batch_size]
-        src = pad_sequences([encoded[i] for i in rows], tokenizer.pad_id)  # (B, S)
-        # room for a translation somewhat longer than its source, within the positions
-        max_new = min(model.config.max_len, 2 * src.shape[1] + 10)
-        outputs = greedy_decode(model, src, tokenizer.bos_id, tokenizer.eos_id, max_new)
-        for row, ids in zip(rows, outputs):
-            translations[row] = tokenizer.decode_tgt(ids)
-    return translations
+    outputs = decode_batches(model, encoded, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id, batch_size)
+    return [tokenizer.decode_tgt(ids) for ids in outputs]
 
 
 def mean_loss(model, examples, pad_id, max_tokens):
@@ -423,6 +410,7 @@ class Trainer:
         self.step_seconds = 0.0  # seconds inside training steps (for tokens/s)
         self.tokens_trained = 0  # non-pad source + target tokens trained on
         self.history = {"train": [], "valid": []}
+        self.recipe = Recipe.of(config)  # the numbers of section 5 that each step uses
         self.window = LogWindow()  # the steps since the last history entry
         if not resume:
             self.model = make_model(model_config, seed=config.seed, backend=self.backend)
@@ -579,6 +567,33 @@ class Trainer:
             return "no checkpoint had been saved yet"
         return f"the last good checkpoint, step {self.saved_at} in {checkpoint_dir(self.run_dir) / 'last.npz'}, is untouched"
 
+    def _step(self, batch):
+        """train_step (step.py) on ``batch``, then the data position moves on; -> StepResult.
+
+        What a run adds to the recipe: a Ctrl-C before the update rewinds the dropout stream,
+        so the resumed run redoes the step with the same masks; one during the update or
+        the move (the weights half changed) marks the step as not savable; a loss or
+        gradient that is not finite names the last good checkpoint."""
+        rng_before, updates_before = self.rng.state(), self.optimizer.step_count
+        try:
+            result = train_step(self.model, batch, self.optimizer, self.step + 1, self.recipe, self.rng)
+            self.step += 1
+            self.batch_index += 1
+            if self.batch_index == self.batcher.batches_per_epoch(self.epoch):
+                self.epoch, self.batch_index = self.epoch + 1, 0
+        except KeyboardInterrupt:
+            if self.optimizer.step_count == updates_before:
+                self.rng = DropoutStream.from_state(rng_before)
+            else:
+                self.interrupted_update = True
+            raise
+        except TrainingDiverged as error:
+            raise TrainingDiverged(
+                f"{error} (epoch {self.epoch}, batch {self.batch_index}): training stopped before updating the "
+                f"weights; {self._last_good()}. Try a smaller lr_factor or a longer warmup."
+            ) from None
+        return result
+
     def train(self):
         """Train until the budget is spent; returns why it stopped ("epochs", "minutes",
         "max_steps" or "interrupted"). Raises TrainingDiverged on a non-finite loss, and
@@ -596,11 +611,11 @@ class Trainer:
         return reason
 
     def _train(self):
-        config, model, xp = self.config, self.model, self.model.xp
+        config, model = self.config, self.model
         started = time.monotonic()
         elapsed = self.elapsed_before
         estimate = config.max_steps or (config.epochs * self.batcher.batches_per_epoch(0) if config.epochs else None)
-        self.updating = False
+        self.interrupted_update = False
         self.say(
             f"Training {model.num_parameters():,} parameters on {self.n_train_pairs:,} pairs "
             f"({self.batcher.batches_per_epoch(self.epoch)} batches an epoch) with the {self.backend.name} backend"
@@ -625,43 +640,10 @@ class Trainer:
                     if reason:
                         break
 
+                    # step: one update by the recipe (step.py); the data position moves on with it
                     batch_start = time.monotonic()
                     batch = self.batcher.make_batch(self.batcher.epoch_batches(self.epoch)[self.batch_index])
-                    src, tgt_in, tgt_out = xp.asarray(batch.src), xp.asarray(batch.tgt_in), xp.asarray(batch.tgt_out)
-                    rng_before = self.rng.state()  # restored if this step is interrupted
-
-                    # lr: linear warmup, then 1/√step decay
-                    lr = noam_lr(self.step + 1, config.d_model, config.warmup_steps, config.lr_factor)
-
-                    # forward-backward: dropout on, label-smoothed cross-entropy; grads in model.grads
-                    try:
-                        loss = model.loss_and_grads(src, tgt_in, tgt_out, config.label_smoothing, self.rng)
-                    except KeyboardInterrupt:
-                        self.rng = DropoutStream.from_state(rng_before)
-                        raise
-                    if not math.isfinite(loss):
-                        raise TrainingDiverged(
-                            f"the loss is {loss} at step {self.step + 1} (epoch {self.epoch}, batch {self.batch_index}): "
-                            f"training stopped before updating the weights; {self._last_good()}. "
-                            "Try a smaller lr_factor or a longer warmup."
-                        )
-
-                    # clip: the global gradient norm to clip_norm
-                    grad_norm = clip_grad_norm(model.grads, config.clip_norm)
-                    if not math.isfinite(grad_norm):
-                        raise TrainingDiverged(
-                            f"the gradient norm is {grad_norm} at step {self.step + 1} (loss {loss:.4f}): "
-                            f"training stopped before updating the weights; {self._last_good()}."
-                        )
-
-                    # step: Adam; the data position moves on with it
-                    self.updating = True
-                    self.optimizer.step(model.params, model.grads, lr)
-                    self.step += 1
-                    self.batch_index += 1
-                    if self.batch_index == self.batcher.batches_per_epoch(self.epoch):
-                        self.epoch, self.batch_index = self.epoch + 1, 0
-                    self.updating = False
+                    loss, _, lr = self._step(batch)
 
                     # log: running loss, learning rate, tokens/s (non-pad source + target)
                     seconds = time.monotonic() - batch_start
@@ -677,7 +659,7 @@ class Trainer:
             except KeyboardInterrupt:
                 # a Ctrl-C that could not wait for the end of the step (the second one)
                 elapsed = self.elapsed_before + time.monotonic() - started
-                if self.updating:
+                if self.interrupted_update:
                     self.say(f"Interrupted in the middle of a weight update: not saved; {self._last_good()}.")
                     return "interrupted"
                 self.save(elapsed)

@@ -10,7 +10,9 @@ import numpy as np
 
 from minitransformer.config import ModelConfig
 from minitransformer.model import make_model
-from minitransformer.optim import Adam, clip_grad_norm, noam_lr
+from minitransformer.batching import Batch
+from minitransformer.optim import Adam
+from minitransformer.step import Recipe, train_step
 
 STEPS = 250
 LOSS_BOUND = 0.15
@@ -29,11 +31,10 @@ def test_overfits_a_reverse_task():
     )
     model = make_model(config, seed=0)
     optimizer = Adam(model.params)
-    losses = []
-    for step in range(1, STEPS + 1):
-        losses.append(model.loss_and_grads(src, tgt_in, tgt_out))
-        clip_grad_norm(model.grads, 1.0)
-        optimizer.step(model.params, model.grads, noam_lr(step, config.d_model, warmup=30, factor=0.5))
+    batch = Batch(src, tgt_in, tgt_out, np.arange(count), src.size, tgt_out.size)
+    recipe = Recipe(d_model=config.d_model, warmup_steps=30, lr_factor=0.5, label_smoothing=0.0, clip_norm=1.0)
+    # the trainer's own step (minitransformer/step.py), without dropout
+    losses = [train_step(model, batch, optimizer, step, recipe).loss for step in range(1, STEPS + 1)]
     assert losses[0] > 2.0, f"an untrained model should be near log(V) = {np.log(vocab):.2f}, got {losses[0]:.3f}"
     assert losses[-1] < LOSS_BOUND, f"loss {losses[-1]:.4f} after {STEPS} steps, expected < {LOSS_BOUND}"
     logits, _ = model.forward(src, tgt_in)
