@@ -127,7 +127,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["minitransformer", "minitransformer.*"]),
-    package_data={"minitransformer": ["py.typed", "viz/*.html"]},
+    package_data={"minitransformer": ["viz/*.html"]},
     ext_modules=cython_extensions(),
     install_requires=[
         "numpy>=1.24",

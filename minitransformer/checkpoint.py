@@ -35,6 +35,7 @@ makes the process SIGKILL itself just before its N-th rename of a commit (see ``
 so that every window between two renames is hit deterministically.
 """
 
+import functools
 import json
 import os
 import re
@@ -50,9 +51,6 @@ from .config import ModelConfig
 
 FORMAT_VERSION = 2
 STEP_PREFIX = "step-"
-# the process's umask, read once (os.umask can only be read by setting it)
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 KILL_AT_RENAME_VAR = "MINITRANSFORMER_KILL_AT_RENAME"
 _renames_done = 0
 
@@ -98,6 +96,15 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+@functools.cache
+def ordinary_file_mode():
+    """0o666 less the process's umask: the mode open() gives a new file. Read at the first
+    write, not at import (os.umask can only be read by setting it, so it is set back at once)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path, write, before_rename=None):
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``
     (calling ``before_rename()`` first, once the new file is whole on disk).
@@ -111,7 +118,7 @@ def atomic_write(path, write, before_rename=None):
     try:
         handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
         # a temporary file is private (0600); the result should have an ordinary file's mode
-        os.chmod(handle.name, 0o666 & ~_UMASK)
+        os.chmod(handle.name, ordinary_file_mode())
         with handle:
             write(handle)
             handle.flush()

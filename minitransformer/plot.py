@@ -8,18 +8,17 @@ The train loss is label-smoothed (what is minimized); the valid loss is the plai
 cross-entropy, so the two curves are not expected to meet.
 """
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display is needed, or wanted, on a training machine
-
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+# a Figure of its own, not pyplot: no global backend is chosen and no figure is left open,
+# so a program that imports this module keeps whatever matplotlib set-up it has
+from matplotlib.figure import Figure
 
 
 def plot_curves(history, path, title=None):
     """Write the loss and BLEU curves of ``history`` to ``path`` (PNG)."""
     train = history.get("train", [])
     valid = history.get("valid", [])
-    figure, (loss_axes, bleu_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    figure = Figure(figsize=(11, 4))
+    loss_axes, bleu_axes = figure.subplots(1, 2)
     if train:
         loss_axes.plot([e["step"] for e in train], [e["loss"] for e in train], label="train (smoothed labels)", lw=1)
     if valid:
@@ -44,5 +43,4 @@ def plot_curves(history, path, title=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    figure.savefig(path, dpi=100, format="png")

@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from .arrays import to_numpy
+from .decode import log_softmax
 
 
 def gradient_x_input(model, src_ids, output_ids, bos_id):
@@ -48,9 +49,8 @@ def gradient_x_input(model, src_ids, output_ids, bos_id):
     tgt_in = xp.asarray(np.tile(decoder_input, (n_steps, 1)))  # (T, T)
     logits, cache = model.forward(src, tgt_in)  # (T, T, V), evaluation mode
     steps = xp.arange(n_steps)
-    step_logits = logits[steps, steps].astype(np.float64)  # (T, V): copy t at position t
-    shifted = step_logits - step_logits.max(axis=1, keepdims=True)  # (T, V)
-    probs = xp.exp(shifted) / xp.exp(shifted).sum(axis=1, keepdims=True)  # (T, V)
+    step_logits = logits[steps, steps]  # (T, V): copy t at position t
+    probs = xp.exp(log_softmax(step_logits))  # (T, V)
     # ∂ log p(y_t) / ∂z_t = onehot(y_t) − p_t, at position t of copy t, zero elsewhere
     dstep = -probs  # (T, V)
     dstep[steps, xp.asarray(output_ids)] += 1.0

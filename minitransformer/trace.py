@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import to_numpy
-from .decode import beam_search, greedy_decode, make_stepper
+from .checkpoint import atomic_write
+from .decode import beam_search, generation_budget, greedy_decode, make_stepper
 from .layers.encoder import encoder_attention_probs
 from .saliency import source_saliency
 
@@ -109,7 +110,8 @@ class AttentionTrace:
         arrays = {"encoder": self.encoder, "decoder_self": self.decoder_self, "cross": self.cross}
         if self.saliency is not None:
             arrays["saliency"] = self.saliency
-        np.savez_compressed(npz_path, **arrays)
+        # each file whole or not at all, like checkpoints (a full disk leaves the old one)
+        atomic_write(npz_path, lambda handle: np.savez_compressed(handle, **arrays))
         record = {
             "format": FORMAT,
             "version": VERSION,
@@ -124,7 +126,8 @@ class AttentionTrace:
             "axes": {name: AXES[name] for name in arrays},
             "meta": self.meta,
         }
-        json_path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        text = json.dumps(record, ensure_ascii=False, indent=1) + "\n"
+        atomic_write(json_path, lambda handle: handle.write(text.encode("utf-8")))
         return npz_path, json_path
 
     @classmethod
@@ -227,9 +230,7 @@ def record_trace(
     src_ids = [int(i) for i in src_ids]
     bos_id, eos_id = tokenizer.bos_id, tokenizer.eos_id
     src = model.xp.asarray(np.array([src_ids], dtype=np.int64))  # (1, S)
-    if max_len is None:
-        max_len = 2 * len(src_ids) + 10
-    max_len = min(max_len, model.config.max_len)
+    max_len = generation_budget(len(src_ids), model.config.max_len, max_len)
     produced, decoder_self, cross = _record_steps(
         model, src, bos_id, eos_id, max_len, beam_size, length_penalty, use_cache
     )

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .decode import DECODE_BATCH, decode_batches, generation_budget
 from .messages import sanitize
 
 DEFAULT_RUN = Path("runs") / "toy"
-DECODE_BATCH = 64
 # beam search's length penalty ((5 + n) / 6)^α: past this the scores overflow for long outputs
 MAX_LENGTH_PENALTY = 10.0
 BAD_LINE_POLICIES = ("skip", "fail")
@@ -194,8 +194,7 @@ def source_ids(model, tokenizer, text):
 
 def decode_max_len(args, model, src_len):
     """--max-len, else room for a translation somewhat longer than its source."""
-    max_len = args.max_len if args.max_len is not None else 2 * src_len + 10
-    return min(max_len, model.config.max_len)
+    return generation_budget(src_len, model.config.max_len, args.max_len)
 
 
 def view_choice(args, config):
@@ -324,7 +323,6 @@ def _line_list(numbers):
 def translate_file(args, model, tokenizer):
     """--input FILE: every line, in batches of similar length; empty and skipped lines stay empty."""
     from .checkpoint import atomic_write
-    from .decode import beam_search, greedy_decode
 
     path = Path(args.input)
     lines = read_input_lines(path)
@@ -336,40 +334,22 @@ def translate_file(args, model, tokenizer):
         first_number, first_reason = skipped[0]
         print(f"warning: {len(skipped)} line(s) of {sanitize(path)} cannot be translated and stay empty in the output "
               f"(line {_line_list([n for n, _ in skipped])}; line {first_number}: {first_reason})", file=sys.stderr)
-    # similar lengths together: less padding, and short batches finish early
-    order = sorted(encoded, key=lambda number: len(encoded[number]))
+    numbers = sorted(encoded)
     translations = {number: "" for number in empty + [n for n, _ in skipped]}
     started = time.perf_counter()
-    for start in range(0, len(order), args.batch_size):
-        numbers = order[start : start + args.batch_size]
-        width = max(len(encoded[number]) for number in numbers)
-        src = np.full((len(numbers), width), tokenizer.pad_id, dtype=np.int64)  # (B, S)
-        for row, number in enumerate(numbers):
-            src[row, : len(encoded[number])] = encoded[number]
-        max_len = decode_max_len(args, model, width)
-        if args.beam == 1:
-            outputs = greedy_decode(model, src, tokenizer.bos_id, tokenizer.eos_id, max_len, not args.no_cache)
-        else:
-            outputs = beam_search(
-                model,
-                src,
-                tokenizer.bos_id,
-                tokenizer.eos_id,
-                max_len,
-                args.beam,
-                args.length_penalty,
-                not args.no_cache,
-            )
-        for number, ids in zip(numbers, outputs):
-            # one output line per input line, whatever the pieces decode to
-            translations[number] = tokenizer.decode_tgt(ids).replace("\n", " ")
+    outputs = decode_batches(model, [encoded[number] for number in numbers], tokenizer.bos_id, tokenizer.eos_id,
+                             tokenizer.pad_id, args.batch_size, args.beam, args.length_penalty, not args.no_cache,
+                             args.max_len)
+    for number, ids in zip(numbers, outputs):
+        # one output line per input line, whatever the pieces decode to
+        translations[number] = tokenizer.decode_tgt(ids).replace("\n", " ")
     seconds = time.perf_counter() - started
     text = "".join(translations[number] + "\n" for number in range(1, len(lines) + 1))
     if args.output:
         atomic_write(Path(args.output), lambda handle: handle.write(text.encode("utf-8")))
-        rate = len(order) / seconds if seconds > 0 else float("inf")
+        rate = len(numbers) / seconds if seconds > 0 else float("inf")
         print(
-            f"translated {len(order)} sentences in {seconds:.1f} s ({rate:.0f}/s) into {args.output}", file=sys.stderr
+            f"translated {len(numbers)} sentences in {seconds:.1f} s ({rate:.0f}/s) into {args.output}", file=sys.stderr
         )
     else:
         sys.stdout.write(text)
