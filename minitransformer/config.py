@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass, fields
 
 DTYPES = ("float32", "float64")
+ATTENTION_CORES = ("fused", "blocked")
 
 
 @dataclass
@@ -36,6 +37,12 @@ class ModelConfig:
     # local attention: in self-attention a position sees only keys at most this many
     # positions away (a band mask); None is global attention, as in the paper
     attention_window: int | None = None
+    # the attention core: "fused" stores the (T, S) weights for the backward (layers/attention.py);
+    # "blocked" recomputes them block by block from the log-sum-exp (layers/blocked_attention.py),
+    # so memory grows like T + S instead of T·S, for one sixth more matrix work
+    attention_core: str = "fused"
+    # keys and queries per block of the blocked core
+    attention_block_size: int = 64
     # the id of the padding token: masked as a key, ignored by the loss, its embedding frozen
     pad_id: int = 0
     # ε in LayerNorm's √(σ² + ε)
@@ -64,6 +71,11 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.attention_window must be None or an integer ≥ 0, got {self.attention_window!r}"
             )
+        if self.attention_core not in ATTENTION_CORES:
+            raise ValueError(f"ModelConfig.attention_core must be one of {ATTENTION_CORES}, got {self.attention_core!r}")
+        if not isinstance(self.attention_block_size, int) or isinstance(self.attention_block_size, bool) \
+                or self.attention_block_size < 1:
+            raise ValueError(f"ModelConfig.attention_block_size must be a positive integer, got {self.attention_block_size!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:

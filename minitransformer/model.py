@@ -279,6 +279,8 @@ def make_model(config: ModelConfig, seed=0, backend="numpy", params=None):
     """
     if isinstance(backend, str) or backend is None:
         backend = backends.get(backend)
+    if config.attention_core == "blocked" and backend.name == "cupy":
+        raise ValueError('attention_core="blocked" has no CuPy kernels yet: use "fused" on the GPU')
     if params is None:
         params = init_params(config, seed)
     else:

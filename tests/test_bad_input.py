@@ -74,6 +74,8 @@ def test_mask_of_the_wrong_shape_or_type():
         (dict(d_model=-8), "d_model must be a positive integer"),
         (dict(share_embeddings=True), "share_embeddings needs equal vocabularies"),
         (dict(pad_id=20), "pad_id=20 lies outside the vocabulary"),
+        (dict(attention_core="flash"), r"attention_core must be one of \('fused', 'blocked'\), got 'flash'"),
+        (dict(attention_block_size=0), "attention_block_size must be a positive integer"),
     ],
 )
 def test_bad_config_values(change, message):

@@ -5,6 +5,8 @@ order (a step with the cache, the whole prefix without) agree to ~1e-15 and a ti
 two tokens cannot flip an argmax.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -111,11 +113,16 @@ def ended(outputs, max_len):
 
 
 @pytest.mark.parametrize(
-    "pre_norm, window", [(False, None), (True, None), (False, 2)], ids=["post-norm", "pre-norm", "local-window-2"]
+    "pre_norm, window, core",
+    [(False, None, "fused"), (True, None, "fused"), (False, 2, "fused"), (True, None, "blocked")],
+    ids=["post-norm", "pre-norm", "local-window-2", "blocked-core"],
 )
-def test_cached_step_logits_equal_the_full_decoder(pre_norm, window):
-    """Step by step, the cached decoder's logits are model.decode's at the same position."""
-    model = random_model(pre_norm, tie_output=False, attention_window=window)
+def test_cached_step_logits_equal_the_full_decoder(pre_norm, window, core):
+    """Step by step, the cached decoder's logits are model.decode's at the same position
+    (with the blocked core, model.decode runs it in blocks of 3 while the cache attends
+    one query at a time)."""
+    model = random_model(pre_norm, tie_output=False, attention_window=window, attention_core=core,
+                         attention_block_size=3)
     src = padded_sources([5, 3, 7])
     tgt_in = np.concatenate([np.full((3, 1), BOS), padded_sources([9, 9, 9], seed=3)], axis=1)  # (B, 10)
     memory, src_mask, _ = model.encode(src)
@@ -169,9 +176,10 @@ def test_greedy_and_beam_identical_with_and_without_cache_on_a_trained_model(tra
         assert all(ended(greedy, 16)) and len({len(ids) for ids in greedy}) >= 3
 
 
-@pytest.mark.parametrize("pre_norm", [False, True], ids=["post-norm", "pre-norm"])
-def test_beam_identical_with_and_without_cache(pre_norm):
-    model = random_model(pre_norm, eos_bias=0.5, share_embeddings=True)
+@pytest.mark.parametrize("pre_norm, core", [(False, "fused"), (True, "fused"), (False, "blocked")],
+                         ids=["post-norm", "pre-norm", "blocked-core"])
+def test_beam_identical_with_and_without_cache(pre_norm, core):
+    model = random_model(pre_norm, eos_bias=0.5, share_embeddings=True, attention_core=core, attention_block_size=4)
     src = padded_sources([3, 8, 5, 1])
     for alpha in (0.0, 0.6):
         cached = beam_search(model, src, BOS, EOS, 18, beam_size=4, length_penalty=alpha)
@@ -195,6 +203,27 @@ def test_cache_on_the_cython_backend_matches_numpy():
     assert greedy_decode(compiled, src, BOS, EOS, 12) == expected
     assert greedy_decode(compiled, src, BOS, EOS, 12, use_cache=False) == expected
     assert beam_search(compiled, src, BOS, EOS, 12, 3) == beam_search(model, src, BOS, EOS, 12, 3)
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("cython", marks=pytest.mark.skipif(
+    not cython_available(), reason="the Cython backend is not built here"))])
+def test_the_blocked_core_is_the_fused_core_in_the_model(backend):
+    """attention_core="blocked" changes memory, not results: logits, loss, every gradient
+    and the attention maps equal the fused core's (float64, blocks of 3 over lengths 5-9)."""
+    fused = random_model(True)
+    blocked = make_model(replace(fused.config, attention_core="blocked", attention_block_size=3),
+                         backend=backend, params=fused.params)
+    fused = make_model(fused.config, backend=backend, params=fused.params)
+    src = padded_sources([5, 3, 7])
+    tgt = np.concatenate([np.full((3, 1), BOS), padded_sources([9, 6, 8], seed=4)], axis=1)
+    losses = [model.loss_and_grads(src, tgt[:, :-1], tgt[:, 1:], smoothing=0.1) for model in (fused, blocked)]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-12)
+    for key, grad in fused.grads.items():
+        np.testing.assert_allclose(blocked.grads[key], grad, rtol=1e-9, atol=1e-12, err_msg=key)
+    maps = [model.attention_maps(model.forward(src, tgt[:, :-1])[1]) for model in (fused, blocked)]
+    for kind in maps[0]:
+        for layer, (a, b) in enumerate(zip(maps[0][kind], maps[1][kind])):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=f"{kind} layer {layer}")
 
 
 # --- batching --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ VARIANTS = {
         pre_norm=False, tie_output=True, share_embeddings=True, tgt_vocab_size=11
     ),
     "pre-norm, local attention (window 1)": dict(pre_norm=True, attention_window=1),
+    "post-norm, blocked attention core (blocks of 2)": dict(attention_core="blocked", attention_block_size=2),
 }
 
 

@@ -127,3 +127,13 @@ def blocked_attention_backward(dout, q, k, v, out, logsumexp, mask=None, block_s
             dq[:, :, t0:t1] += (dscores @ k_block) * scale  # (B, H, Tb, Dh)
             dk[:, :, s0:s1] += (dscores.swapaxes(-1, -2) @ q_block) * scale  # (B, H, Sb, Dh)
     return dq, dk, dv
+
+
+def weights_from_logsumexp(q, k, logsumexp, mask=None):
+    """The weights P (B, H, T, S) that the blocked forward never stored, rebuilt for
+    inspection (attention maps, traces): P = exp(Q·Kᵀ/√Dh − L), 0 where masked."""
+    scores = (q @ k.swapaxes(-1, -2)) / math.sqrt(q.shape[-1])  # (B, H, T, S)
+    # a row with no allowed key has L = −∞: shifting it by +∞ gives weights exp(−∞) = 0
+    shift = np.where(np.isfinite(logsumexp), logsumexp, np.inf)[..., None]  # (B, H, T, 1)
+    probs = np.exp(scores - shift)  # (B, H, T, S)
+    return probs if mask is None else np.where(mask, probs, 0.0).astype(probs.dtype)

@@ -13,7 +13,7 @@ ffn.*, norm3.*.
 """
 
 from ..params import add_into, subtree
-from .encoder import final_norm_backward, final_norm_forward, self_attention_backward
+from .encoder import block_size, final_norm_backward, final_norm_forward, self_attention_backward
 from .feedforward import feedforward_backward, feedforward_forward
 from .multihead import attention_probs, multihead_backward, multihead_forward
 from .residual import residual_backward, residual_forward
@@ -38,10 +38,10 @@ def decoder_layer_forward(y, memory, params, config, self_mask, cross_mask, back
     self_kv, cross_kv = (None, None) if kv_cache is None else (kv_cache.self_attention, kv_cache.cross_attention)
 
     def causal_self_attention(h):
-        return multihead_forward(h, h, self_attn, config.n_heads, self_mask, backend, self_kv)
+        return multihead_forward(h, h, self_attn, config.n_heads, self_mask, backend, self_kv, block_size(config))
 
     def cross_attention(h):
-        return multihead_forward(h, memory, cross_attn, config.n_heads, cross_mask, backend, cross_kv)
+        return multihead_forward(h, memory, cross_attn, config.n_heads, cross_mask, backend, cross_kv, block_size(config))
 
     def feed_forward(h):
         return feedforward_forward(h, ffn, config.dropout, rng, backend)

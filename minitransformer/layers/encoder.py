@@ -14,6 +14,11 @@ from .multihead import attention_probs, multihead_backward, multihead_forward
 from .residual import residual_backward, residual_forward
 
 
+def block_size(config):
+    """The blocked core's block size when config.attention_core is "blocked", else None (fused)."""
+    return config.attention_block_size if config.attention_core == "blocked" else None
+
+
 def self_attention_backward(dy, cache):
     """Self-attention read X as both queries and keys/values, so both gradients add."""
     dx_q, dx_kv, grads = multihead_backward(dy, cache)
@@ -26,7 +31,7 @@ def encoder_layer_forward(x, params, config, mask, backend, rng):
     common = dict(pre_norm=config.pre_norm, dropout=config.dropout, rng=rng, eps=config.layernorm_eps, backend=backend)
 
     def self_attention(h):
-        return multihead_forward(h, h, attn, config.n_heads, mask, backend)
+        return multihead_forward(h, h, attn, config.n_heads, mask, backend, block_size=block_size(config))
 
     def feed_forward(h):
         return feedforward_forward(h, ffn, config.dropout, rng, backend)

@@ -17,6 +17,7 @@ caller adds dx_q and dx_kv, since X fed both.
 
 from typing import NamedTuple
 
+from .blocked_attention import weights_from_logsumexp
 from .linear import linear_backward, linear_forward
 
 
@@ -30,9 +31,10 @@ class MultiheadCache(NamedTuple):
     q: object  # (B, H, T, Dh)
     k: object  # (B, H, S, Dh)
     v: object  # (B, H, S, Dh)
-    probs: object  # (B, H, T, S)
+    probs: object  # (B, H, T, S); None from the blocked core, which never stores them
     n_heads: int
     backend: object  # the kernels object whose attention core ran the forward
+    blocked: tuple = None  # the blocked core's (out, logsumexp, mask, block_size), else None
 
 
 def split_heads(x, n_heads):
@@ -47,7 +49,7 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(batch, seq_len, n_heads * head_dim)
 
 
-def multihead_forward(x_q, x_kv, params, n_heads, mask, backend, kv_cache=None):
+def multihead_forward(x_q, x_kv, params, n_heads, mask, backend, kv_cache=None, block_size=None):
     """x_q (B, T, D), x_kv (B, S, D), mask ~(B, H, T, S) -> y (B, T, D), cache.
 
     ``backend`` is the kernels object (minitransformer/backends/kernels.py) whose attention
@@ -57,6 +59,9 @@ def multihead_forward(x_q, x_kv, params, n_heads, mask, backend, kv_cache=None):
     of earlier steps: its ``attend(q, project, backend, mask)`` calls ``project()`` for the
     keys and values it lacks (self-attention: the newest position's, appended; cross-attention:
     the memory's, once) and runs the core on all of them. Such a forward has no backward.
+
+    ``block_size``: run the blocked core (layers/blocked_attention.py) in blocks of this
+    many queries and keys; its backward recomputes the weights instead of storing them.
     """
     q2, cache_q = linear_forward(x_q, params["w_q"], params["b_q"])  # (B, T, D)
     q = split_heads(q2, n_heads)  # (B, H, T, Dh)
@@ -66,15 +71,21 @@ def multihead_forward(x_q, x_kv, params, n_heads, mask, backend, kv_cache=None):
         v2, cache_v = linear_forward(x_kv, params["w_v"], params["b_v"])  # (B, S, D)
         return split_heads(k2, n_heads), split_heads(v2, n_heads), cache_k, cache_v  # k, v (B, H, S, Dh)
 
-    if kv_cache is None:
+    blocked = None
+    if kv_cache is not None:
+        # one query per step: the cache runs the fused core (there is nothing to block)
+        k = v = cache_k = cache_v = None
+        heads, probs = kv_cache.attend(q, project, backend, mask)
+    elif block_size is None:
         k, v, cache_k, cache_v = project()
         heads, probs = backend.attention_forward(q, k, v, mask)  # (B, H, T, Dh), (B, H, T, S)
     else:
-        k = v = cache_k = cache_v = None
-        heads, probs = kv_cache.attend(q, project, backend, mask)
+        k, v, cache_k, cache_v = project()
+        heads, logsumexp = backend.attention_forward_blocked(q, k, v, mask, block_size)  # (B, H, T, Dh), (B, H, T)
+        probs, blocked = None, (heads, logsumexp, mask, block_size)
     merged = merge_heads(heads)  # (B, T, D)
     y, cache_o = linear_forward(merged, params["w_o"], params["b_o"])  # (B, T, D)
-    return y, MultiheadCache(cache_q, cache_k, cache_v, cache_o, q, k, v, probs, n_heads, backend)
+    return y, MultiheadCache(cache_q, cache_k, cache_v, cache_o, q, k, v, probs, n_heads, backend, blocked)
 
 
 def multihead_backward(dy, cache):
@@ -82,7 +93,13 @@ def multihead_backward(dy, cache):
     grads = {}
     dmerged, grads["w_o"], grads["b_o"] = linear_backward(dy, cache.linear_o)  # (B, T, D)
     dheads = split_heads(dmerged, cache.n_heads)  # (B, H, T, Dh)
-    dq, dk, dv = cache.backend.attention_backward(dheads, cache.q, cache.k, cache.v, cache.probs)
+    if cache.blocked is None:
+        dq, dk, dv = cache.backend.attention_backward(dheads, cache.q, cache.k, cache.v, cache.probs)
+    else:
+        out, logsumexp, mask, block_size = cache.blocked
+        dq, dk, dv = cache.backend.attention_backward_blocked(
+            dheads, cache.q, cache.k, cache.v, out, logsumexp, mask, block_size
+        )
     dx_q, grads["w_q"], grads["b_q"] = linear_backward(merge_heads(dq), cache.linear_q)  # (B, T, D)
     dx_k, grads["w_k"], grads["b_k"] = linear_backward(merge_heads(dk), cache.linear_k)  # (B, S, D)
     dx_v, grads["w_v"], grads["b_v"] = linear_backward(merge_heads(dv), cache.linear_v)  # (B, S, D)
@@ -90,5 +107,9 @@ def multihead_backward(dy, cache):
 
 
 def attention_probs(cache):
-    """The attention weights (B, H, T, S) kept by multihead_forward, for inspection."""
-    return cache.probs
+    """The attention weights (B, H, T, S) of a multihead_forward, for inspection (rebuilt
+    from the log-sum-exp when the blocked core ran)."""
+    if cache.blocked is None:
+        return cache.probs
+    _, logsumexp, mask, _ = cache.blocked
+    return weights_from_logsumexp(cache.q, cache.k, logsumexp, mask)
