@@ -12,7 +12,8 @@ import pytest
 
 from minitransformer.checkpoint import load_checkpoint, load_for_inference
 from minitransformer.configs import TrainConfig
-from minitransformer.train import Trainer, TrainingDiverged, corpus_bleu
+from minitransformer.evaluate import corpus_bleu
+from minitransformer.train import Trainer, TrainingDiverged
 from helpers import rewrite_record, tiny_pair_lines
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
