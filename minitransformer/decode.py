@@ -166,9 +166,9 @@ def decode_step(model, cache, last_ids):
     Residual(feed-forward) in the config's norm placement), the same final norm and output,
     on the same kernels.
     """
-    logits, (_, cache_decoder, _) = model.decode(last_ids[:, None], cache.memory, cache.src_mask, kv_cache=cache)
+    logits, cache_decode = model.decode(last_ids[:, None], cache.memory, cache.src_mask, kv_cache=cache)
     cache.length += 1
-    layers = decoder_attention_probs(cache_decoder)
+    layers = decoder_attention_probs(cache_decode.decoder)
     attention = {
         "self": [self_probs[:, :, 0] for self_probs, _ in layers],  # (N, H, t+1)
         "cross": [cross_probs[:, :, 0] for _, cross_probs in layers],  # (N, H, S)
@@ -206,8 +206,8 @@ class FullStepper:
     def step(self, last_ids):
         xp = self.model.xp
         self.prefix = xp.concatenate([self.prefix, last_ids[:, None].astype(np.int64)], axis=1)  # (N, t+1)
-        logits, (_, cache_decoder, _) = self.model.decode(self.prefix, self.memory, self.src_mask)  # (N, t+1, V)
-        layers = decoder_attention_probs(cache_decoder)
+        logits, cache_decode = self.model.decode(self.prefix, self.memory, self.src_mask)  # (N, t+1, V)
+        layers = decoder_attention_probs(cache_decode.decoder)
         attention = {
             "self": [self_probs[:, :, -1] for self_probs, _ in layers],  # (N, H, t+1)
             "cross": [cross_probs[:, :, -1] for _, cross_probs in layers],  # (N, H, S)

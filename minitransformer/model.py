@@ -20,6 +20,8 @@ Shapes: src (B, S) and tgt_in / tgt_out (B, T) integer ids, padded with config.p
 dropout on; ``rng=None`` is evaluation.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import backends
@@ -122,6 +124,27 @@ def init_params(config, seed=0):
     return params
 
 
+class EmbedCache(NamedTuple):
+    embedding: tuple
+    dropout: object
+
+
+class EncodeCache(NamedTuple):
+    embed: EmbedCache
+    encoder: tuple  # the encoder stack's StackCache
+
+
+class DecodeCache(NamedTuple):
+    embed: EmbedCache
+    decoder: tuple  # the decoder stack's StackCache
+    output: tuple
+
+
+class ForwardCache(NamedTuple):
+    encode: EncodeCache
+    decode: DecodeCache
+
+
 class Transformer:
     """The encoder-decoder. ``params`` and ``grads`` are dicts of arrays under the same keys."""
 
@@ -151,7 +174,7 @@ class Transformer:
         x, cache_embed = embedding_forward(ids, self.params[key])  # (B, L, D)
         x, _ = positional_forward(x, self.positional_table, offset)  # (B, L, D)
         x, cache_drop = self.backend.dropout_forward(x, self.config.dropout, rng)  # (B, L, D)
-        return x, (cache_embed, cache_drop)
+        return x, EmbedCache(cache_embed, cache_drop)
 
     def encode(self, src, rng=None):
         """src (B, S) -> memory (B, S, D), src_mask (B, 1, 1, S), cache.
@@ -170,7 +193,7 @@ class Transformer:
         memory, cache_encoder = encoder_forward(
             x, subtree(self.params, "encoder"), self.config, self_mask, self.backend, rng
         )  # (B, S, D)
-        return memory, src_mask, (cache_embed, cache_encoder)
+        return memory, src_mask, EncodeCache(cache_embed, cache_encoder)
 
     def decode(self, tgt_in, memory, src_mask, rng=None, kv_cache=None):
         """tgt_in (B, T), memory (B, S, D) -> logits (B, T, V), cache.
@@ -201,13 +224,13 @@ class Transformer:
         logits, cache_output = output_forward(
             hidden, self.params[self.output_key], self.params["generator.bias"]
         )  # (B, T, V)
-        return logits, (cache_embed, cache_decoder, cache_output)
+        return logits, DecodeCache(cache_embed, cache_decoder, cache_output)
 
     def forward(self, src, tgt_in, rng=None):
         """src (B, S), tgt_in (B, T) -> logits (B, T, V), cache."""
         memory, src_mask, cache_encode = self.encode(src, rng)
         logits, cache_decode = self.decode(tgt_in, memory, src_mask, rng)
-        return logits, (cache_encode, cache_decode)
+        return logits, ForwardCache(cache_encode, cache_decode)
 
     # --- backward ------------------------------------------------------------------------
 
@@ -217,25 +240,23 @@ class Transformer:
         It also keeps the gradients with respect to the embedded inputs, Embed(ids)·√D
         (B, S, D) and (B, T, D), in self.input_grads["src"] / ["tgt"], for attribution.
         """
-        (cache_embed_src, cache_encoder), (cache_embed_tgt, cache_decoder, cache_output) = cache
+        encode, decode = cache
         grads = {}
         pad_id = self.config.pad_id
         # in the forward pass this was: logits = hidden·Wᵀ + b
-        dhidden, doutput_weight, grads["generator.bias"] = output_backward(dlogits, cache_output)
+        dhidden, doutput_weight, grads["generator.bias"] = output_backward(dlogits, decode.output)
         add_into(grads, "", {self.output_key: doutput_weight})
         # the decoder stack, which also returns the memory's gradient
-        dy, dmemory, decoder_grads = decoder_backward(dhidden, cache_decoder)
+        dy, dmemory, decoder_grads = decoder_backward(dhidden, decode.decoder)
         add_into(grads, "decoder", decoder_grads)
         # in the forward pass this was: y = Dropout(Embed(tgt_in)·√D + PE)
-        cache_embedding, cache_drop = cache_embed_tgt
-        dy = self.backend.dropout_backward(dy, cache_drop)  # (B, T, D)
-        add_into(grads, "", {self.tgt_embed_key: embedding_backward(dy, cache_embedding, pad_id)})
+        dy = self.backend.dropout_backward(dy, decode.embed.dropout)  # (B, T, D)
+        add_into(grads, "", {self.tgt_embed_key: embedding_backward(dy, decode.embed.embedding, pad_id)})
         # the encoder stack
-        dx, encoder_grads = encoder_backward(dmemory, cache_encoder)
+        dx, encoder_grads = encoder_backward(dmemory, encode.encoder)
         add_into(grads, "encoder", encoder_grads)
-        cache_embedding, cache_drop = cache_embed_src
-        dx = self.backend.dropout_backward(dx, cache_drop)  # (B, S, D)
-        add_into(grads, "", {self.src_embed_key: embedding_backward(dx, cache_embedding, pad_id)})
+        dx = self.backend.dropout_backward(dx, encode.embed.dropout)  # (B, S, D)
+        add_into(grads, "", {self.src_embed_key: embedding_backward(dx, encode.embed.embedding, pad_id)})
         self.input_grads = {"src": dx, "tgt": dy}
         for key, value in self.params.items():
             self.grads[key] = grads[key].astype(value.dtype, copy=False)
@@ -261,10 +282,9 @@ class Transformer:
     def attention_maps(cache):
         """The attention weights of a forward pass, per layer:
         {"encoder": [(B, H, S, S)], "decoder_self": [(B, H, T, T)], "cross": [(B, H, T, S)]}."""
-        (_, cache_encoder), (_, cache_decoder, _) = cache
-        decoder = decoder_attention_probs(cache_decoder)
+        decoder = decoder_attention_probs(cache.decode.decoder)
         return {
-            "encoder": encoder_attention_probs(cache_encoder),
+            "encoder": encoder_attention_probs(cache.encode.encoder),
             "decoder_self": [self_probs for self_probs, _ in decoder],
             "cross": [cross_probs for _, cross_probs in decoder],
         }

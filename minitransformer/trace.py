@@ -234,8 +234,8 @@ def record_trace(
     produced, decoder_self, cross = _record_steps(
         model, src, bos_id, eos_id, max_len, beam_size, length_penalty, use_cache
     )
-    _, _, (_, cache_encoder) = model.encode(src)
-    encoder = np.stack([to_numpy(probs[0]) for probs in encoder_attention_probs(cache_encoder)])  # (Le, H, S, S)
+    _, _, cache_encode = model.encode(src)
+    encoder = np.stack([to_numpy(probs[0]) for probs in encoder_attention_probs(cache_encode.encoder)])  # (Le, H, S, S)
     saliency = source_saliency(model, src_ids, produced, bos_id) if with_saliency else None  # (T, S)
     words = [token for token in produced if token != eos_id]
     meta = dict(meta or {})

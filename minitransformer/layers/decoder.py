@@ -12,11 +12,19 @@ the sum over layers. Parameters of one layer: self_attn.*, norm1.*, cross_attn.*
 ffn.*, norm3.*.
 """
 
+from typing import NamedTuple
+
 from ..params import add_into, subtree
-from .encoder import block_size, final_norm_backward, final_norm_forward, self_attention_backward
+from .encoder import StackCache, block_size, final_norm_backward, final_norm_forward, self_attention_backward
 from .feedforward import feedforward_backward, feedforward_forward
 from .multihead import attention_probs, multihead_backward, multihead_forward
 from .residual import residual_backward, residual_forward
+
+
+class DecoderLayerCache(NamedTuple):
+    self_attention: tuple  # each a residual block's cache (its .sublayer: the MultiheadCache)
+    cross_attention: tuple
+    feed_forward: tuple
 
 
 def cross_attention_backward(dy, cache):
@@ -49,18 +57,17 @@ def decoder_layer_forward(y, memory, params, config, self_mask, cross_mask, back
     y, cache_self = residual_forward(y, causal_self_attention, subtree(params, "norm1"), **common)  # (B, T, D)
     y, cache_cross = residual_forward(y, cross_attention, subtree(params, "norm2"), **common)  # (B, T, D)
     y, cache_ffn = residual_forward(y, feed_forward, subtree(params, "norm3"), **common)  # (B, T, D)
-    return y, (cache_self, cache_cross, cache_ffn)
+    return y, DecoderLayerCache(cache_self, cache_cross, cache_ffn)
 
 
 def decoder_layer_backward(dy, cache):
     """dy (B, T, D) -> dy_in (B, T, D), dmemory (B, S, D), grads of the layer."""
-    cache_self, cache_cross, cache_ffn = cache
     grads = {}
-    dy, grads["norm3"], grads["ffn"] = residual_backward(dy, cache_ffn, feedforward_backward)
+    dy, grads["norm3"], grads["ffn"] = residual_backward(dy, cache.feed_forward, feedforward_backward)
     dy, grads["norm2"], (grads["cross_attn"], dmemory) = residual_backward(
-        dy, cache_cross, cross_attention_backward
+        dy, cache.cross_attention, cross_attention_backward
     )
-    dy, grads["norm1"], grads["self_attn"] = residual_backward(dy, cache_self, self_attention_backward)
+    dy, grads["norm1"], grads["self_attn"] = residual_backward(dy, cache.self_attention, self_attention_backward)
     return dy, dmemory, grads
 
 
@@ -77,17 +84,16 @@ def decoder_forward(y, memory, params, config, self_mask, cross_mask, backend, r
         )
         caches.append(cache)
     y, cache_norm = final_norm_forward(y, params, config, backend)
-    return y, (caches, cache_norm)
+    return y, StackCache(caches, cache_norm)
 
 
 def decoder_backward(dhidden, cache):
     """dhidden (B, T, D) -> dy (B, T, D), dmemory (B, S, D), grads of the stack."""
-    caches, cache_norm = cache
     grads = {}
-    dy = final_norm_backward(dhidden, cache_norm, grads)
+    dy = final_norm_backward(dhidden, cache.norm, grads)
     dmemory = None
-    for i in reversed(range(len(caches))):
-        dy, dmemory_i, layer_grads = decoder_layer_backward(dy, caches[i])
+    for i in reversed(range(len(cache.layers))):
+        dy, dmemory_i, layer_grads = decoder_layer_backward(dy, cache.layers[i])
         dmemory = dmemory_i if dmemory is None else dmemory + dmemory_i  # (B, S, D)
         add_into(grads, f"layers.{i}", layer_grads)
     return dy, dmemory, grads
@@ -96,5 +102,6 @@ def decoder_backward(dhidden, cache):
 def decoder_attention_probs(cache):
     """[layer] -> (self-attention weights (B, H, T, T), cross-attention weights (B, H, T, S))."""
     return [
-        (attention_probs(layer_cache[0][1]), attention_probs(layer_cache[1][1])) for layer_cache in cache[0]
+        (attention_probs(layer.self_attention.sublayer), attention_probs(layer.cross_attention.sublayer))
+        for layer in cache.layers
     ]

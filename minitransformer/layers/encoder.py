@@ -8,10 +8,24 @@ Parameters of one layer: self_attn.*, norm1.*, ffn.*, norm2.*. Of the stack:
 layers.<i>.* and, with a final norm, norm.*.
 """
 
+from typing import NamedTuple
+
 from ..params import add_into, subtree
 from .feedforward import feedforward_backward, feedforward_forward
 from .multihead import attention_probs, multihead_backward, multihead_forward
 from .residual import residual_backward, residual_forward
+
+
+class EncoderLayerCache(NamedTuple):
+    self_attention: tuple  # the residual block's cache (its .sublayer: the MultiheadCache)
+    feed_forward: tuple
+
+
+class StackCache(NamedTuple):
+    """An encoder's or decoder's stack: one cache per layer, and the final norm's (or None)."""
+
+    layers: list
+    norm: tuple
 
 
 def block_size(config):
@@ -38,15 +52,14 @@ def encoder_layer_forward(x, params, config, mask, backend, rng):
 
     x, cache_attn = residual_forward(x, self_attention, subtree(params, "norm1"), **common)  # (B, S, D)
     x, cache_ffn = residual_forward(x, feed_forward, subtree(params, "norm2"), **common)  # (B, S, D)
-    return x, (cache_attn, cache_ffn)
+    return x, EncoderLayerCache(cache_attn, cache_ffn)
 
 
 def encoder_layer_backward(dy, cache):
     """dy (B, S, D) -> dx (B, S, D), grads of the layer."""
-    cache_attn, cache_ffn = cache
     grads = {}
-    dx, grads["norm2"], grads["ffn"] = residual_backward(dy, cache_ffn, feedforward_backward)
-    dx, grads["norm1"], grads["self_attn"] = residual_backward(dx, cache_attn, self_attention_backward)
+    dx, grads["norm2"], grads["ffn"] = residual_backward(dy, cache.feed_forward, feedforward_backward)
+    dx, grads["norm1"], grads["self_attn"] = residual_backward(dx, cache.self_attention, self_attention_backward)
     return dx, grads
 
 
@@ -57,7 +70,7 @@ def encoder_forward(x, params, config, mask, backend, rng):
         x, cache = encoder_layer_forward(x, subtree(params, f"layers.{i}"), config, mask, backend, rng)
         caches.append(cache)
     x, cache_norm = final_norm_forward(x, params, config, backend)
-    return x, (caches, cache_norm)
+    return x, StackCache(caches, cache_norm)
 
 
 def final_norm_forward(x, params, config, backend):
@@ -80,15 +93,14 @@ def final_norm_backward(dx, cache, grads):
 
 def encoder_backward(dmemory, cache):
     """dmemory (B, S, D) -> dx (B, S, D), grads of the stack."""
-    caches, cache_norm = cache
     grads = {}
-    dx = final_norm_backward(dmemory, cache_norm, grads)
-    for i in reversed(range(len(caches))):
-        dx, layer_grads = encoder_layer_backward(dx, caches[i])
+    dx = final_norm_backward(dmemory, cache.norm, grads)
+    for i in reversed(range(len(cache.layers))):
+        dx, layer_grads = encoder_layer_backward(dx, cache.layers[i])
         add_into(grads, f"layers.{i}", layer_grads)
     return dx, grads
 
 
 def encoder_attention_probs(cache):
     """[layer] -> self-attention weights (B, H, S, S), for inspection."""
-    return [attention_probs(layer_cache[0][1]) for layer_cache in cache[0]]
+    return [attention_probs(layer.self_attention.sublayer) for layer in cache.layers]
