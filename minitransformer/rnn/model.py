@@ -1,0 +1,358 @@
+"""RNNenc and RNNsearch: the two recurrent translators that attention was invented between.
+
+Both read the source with the same bidirectional GRU (gru.py),
+
+    h_j = [→h_j ; ←h_j]                               annotations (B, S, C), C = 2H
+
+and both write the target with one GRU whose state s_i starts from a summary of the source,
+
+    s_0 = tanh(c W_init + b_init),      c = [→h_S ; ←h_1]    (both directions' final states)
+
+They differ only in the context vector c_i that step i reads:
+
+    RNNenc (Cho et al., 2014):      c_i = c                  the same fixed-length vector
+    RNNsearch (Bahdanau et al.):    e_ij = vᵀ tanh(s_{i-1} W_a + h_j U_a)    alignment model
+                                    α_ij = softmax_j(e_ij)
+                                    c_i  = Σ_j α_ij h_j
+
+and then, with y_{i-1} the previous target word (teacher forcing in training):
+
+    s_i = GRU([E y_{i-1} ; c_i], s_{i-1})
+    p(y_i | y_<i, x) = softmax([s_i ; E y_{i-1} ; c_i] W_out + b_out)
+
+(Bahdanau et al. read out through a maxout layer; a linear readout keeps the comparison
+about the context alone.) RNNenc must push a whole sentence through the C numbers of c;
+RNNsearch reads what it needs from all S annotations at every step. The alignment model
+is the zoo's additive attention (zoo/additive.py), with W_a = w_query, U_a = w_key, v = w_score.
+
+    from minitransformer.rnn import RNNConfig, make_rnn_model
+    model = make_rnn_model(RNNConfig("rnnsearch", src_vocab_size=100, tgt_vocab_size=100))
+    loss = model.loss_and_grads(src, tgt_in, tgt_out, smoothing=0.1, rng=rng)
+
+The model offers what the trainer, the decoders and the attention trace ask of the
+Transformer (encode, forward, backward, loss_and_grads, a decoding stepper), so
+`minitransformer train --model rnnsearch` and `translate` work unchanged.
+
+Size letters: B batch, S source length, T target length, E embedding width, H state width,
+C = 2H annotation width, A alignment width, V vocabulary, N decoding rows (B·beams).
+"""
+
+import numpy as np
+
+from .. import backends
+from ..layers.dropout import dropout_backward, dropout_forward
+from ..layers.embedding import embedding_backward, embedding_forward
+from ..layers.loss import cross_entropy_backward, cross_entropy_forward
+from ..params import count_parameters, subtree
+from ..zoo import attention_weights
+from ..zoo.additive import additive_attention_backward, additive_attention_forward
+from .config import RNNConfig
+from .gru import bidirectional_backward, bidirectional_forward, gru_cell_backward, gru_cell_forward
+
+
+def param_shapes(config):
+    """{key: (shape, kind)} for every parameter; kind says how it is initialized."""
+    E, H, A = config.embed_size, config.hidden_size, config.align_size
+    C = 2 * H
+    shapes = {
+        "src_embed.weight": ((config.src_vocab_size, E), "embedding"),
+        "tgt_embed.weight": ((config.tgt_vocab_size, E), "embedding"),
+    }
+
+    def gru(prefix, input_width):
+        shapes[f"{prefix}.w_input"] = ((input_width, 3 * H), "recurrent")
+        shapes[f"{prefix}.w_hidden"] = ((H, 3 * H), "recurrent")
+        shapes[f"{prefix}.b_input"] = ((3 * H,), "recurrent")
+        shapes[f"{prefix}.b_hidden"] = ((3 * H,), "recurrent")
+
+    gru("encoder.forward", E)
+    gru("encoder.backward", E)
+    shapes["init.weight"], shapes["init.bias"] = ((C, H), "xavier"), ((H,), "zeros")
+    gru("decoder", E + C)
+    if config.architecture == "rnnsearch":
+        shapes["attention.w_query"] = ((H, A), "xavier")
+        shapes["attention.w_key"] = ((C, A), "xavier")
+        shapes["attention.w_score"] = ((A,), "score")
+    shapes["output.weight"] = ((H + E + C, config.tgt_vocab_size), "xavier")
+    shapes["output.bias"] = ((config.tgt_vocab_size,), "zeros")
+    return shapes
+
+
+def init_params(config, seed=0):
+    """All parameters from one seed. GRU weights and biases: U(±1/√H), as torch.nn.GRU;
+    other matrices Xavier-uniform; embeddings N(0, 1/E) (unit variance after the √E scale
+    of layers/embedding.py), the padding row 0."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for key, (shape, kind) in param_shapes(config).items():
+        if kind == "recurrent":
+            limit = config.hidden_size**-0.5
+            value = rng.uniform(-limit, limit, size=shape)
+        elif kind == "xavier":
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            value = rng.uniform(-limit, limit, size=shape)
+        elif kind == "score":
+            value = rng.uniform(-1.0, 1.0, size=shape) / np.sqrt(shape[0])
+        elif kind == "embedding":
+            value = rng.normal(0.0, config.embed_size**-0.5, size=shape)
+            value[config.pad_id] = 0.0
+        else:
+            value = np.zeros(shape)
+        params[key] = value.astype(config.dtype)
+    return params
+
+
+class RNNEncoderDecoder:
+    """RNNenc or RNNsearch (config.architecture). ``params`` and ``grads``: dicts of arrays."""
+
+    src_embed_key = "src_embed.weight"
+    tgt_embed_key = "tgt_embed.weight"
+
+    def __init__(self, config: RNNConfig, params, backend):
+        self.config = config
+        # the recurrence is written in NumPy; whatever backend was asked for, it runs there
+        self.backend = backend
+        self.xp = np
+        self.params = {key: np.asarray(value) for key, value in params.items()}
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.attends = config.architecture == "rnnsearch"
+
+    def num_parameters(self):
+        return count_parameters(self.params)
+
+    def _check_ids(self, ids, name):
+        if not hasattr(ids, "ndim") or ids.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D integer array (B, length), got {getattr(ids, 'shape', ids)!r}")
+
+    # --- forward -------------------------------------------------------------------------
+
+    def encode(self, src, rng=None):
+        """src (B, S) -> annotations (B, S, C), src_mask (B, S) bool, cache."""
+        self._check_ids(src, "source ids")
+        src = np.asarray(src)
+        src_mask = src != self.config.pad_id  # (B, S)
+        x, cache_embed = embedding_forward(src, self.params[self.src_embed_key])  # (B, S, E)
+        x, cache_drop = dropout_forward(x, self.config.dropout, rng)  # (B, S, E)
+        annotations, cache_encoder = bidirectional_forward(x, src_mask, subtree(self.params, "encoder"))  # (B, S, C)
+        return annotations, src_mask, (cache_embed, cache_drop, cache_encoder)
+
+    def summary(self, annotations):
+        """annotations (B, S, C) -> c = [→h_S ; ←h_1] (B, C): the fixed-length vector.
+        With right padding the left-to-right state at the last column is each sentence's
+        final one (padded steps keep it), and ←h_1 is at column 0."""
+        H = self.config.hidden_size
+        return np.concatenate([annotations[:, -1, :H], annotations[:, 0, H:]], axis=1)  # (B, C)
+
+    def initial_state(self, annotations):
+        """-> s_0 (B, H), summary c (B, C), and what the backward needs."""
+        summary = self.summary(annotations)  # (B, C)
+        s0 = np.tanh(summary @ self.params["init.weight"] + self.params["init.bias"])  # (B, H)
+        return s0, summary
+
+    def context(self, state, annotations, src_mask, summary):
+        """state s_{i-1} (N, H) -> context c_i (N, C), cache (None for RNNenc).
+
+        RNNsearch: the additive alignment model with s_{i-1} as the one query;
+        RNNenc: the fixed summary, every step the same."""
+        if not self.attends:
+            return summary, None
+        att = subtree(self.params, "attention")
+        context, cache = additive_attention_forward(
+            state[:, None], annotations, annotations, att["w_query"], att["w_key"], att["w_score"], src_mask[:, None]
+        )  # (N, 1, C)
+        return context[:, 0], cache
+
+    def decoder_step(self, embedded, state, annotations, src_mask, summary):
+        """embedded E y_{i-1} (N, E), state s_{i-1} (N, H) -> s_i (N, H), features (N, H+E+C), cache."""
+        dec = subtree(self.params, "decoder")
+        context, cache_context = self.context(state, annotations, src_mask, summary)  # (N, C)
+        gru_input = np.concatenate([embedded, context], axis=1)  # (N, E+C)
+        input_part = gru_input @ dec["w_input"] + dec["b_input"]  # (N, 3H)
+        new_state, cache_cell = gru_cell_forward(input_part, state, dec["w_hidden"], dec["b_hidden"])  # (N, H)
+        features = np.concatenate([new_state, embedded, context], axis=1)  # (N, H+E+C)
+        return new_state, features, (gru_input, cache_context, cache_cell)
+
+    def decode(self, tgt_in, annotations, src_mask, rng=None):
+        """tgt_in (B, T), annotations (B, S, C) -> logits (B, T, V), cache."""
+        self._check_ids(tgt_in, "target ids")
+        tgt_in = np.asarray(tgt_in)
+        if tgt_in.shape[0] != annotations.shape[0]:
+            raise ValueError(f"target batch {tgt_in.shape[0]} does not match source batch {annotations.shape[0]}")
+        B, T = tgt_in.shape
+        y, cache_embed = embedding_forward(tgt_in, self.params[self.tgt_embed_key])  # (B, T, E)
+        y, cache_drop = dropout_forward(y, self.config.dropout, rng)  # (B, T, E)
+        state, summary = self.initial_state(annotations)  # (B, H), (B, C)
+        s0 = state
+        features, step_caches = [], []
+        for i in range(T):
+            state, step_features, step_cache = self.decoder_step(y[:, i], state, annotations, src_mask, summary)
+            features.append(step_features)
+            step_caches.append(step_cache)
+        features = np.stack(features, axis=1)  # (B, T, H+E+C)
+        # the readout does not feed the recurrence: one matmul for all T steps
+        logits = features @ self.params["output.weight"] + self.params["output.bias"]  # (B, T, V)
+        return logits, (cache_embed, cache_drop, summary, s0, step_caches, features, annotations)
+
+    def forward(self, src, tgt_in, rng=None):
+        """src (B, S), tgt_in (B, T) -> logits (B, T, V), cache."""
+        annotations, src_mask, cache_encode = self.encode(src, rng)
+        logits, cache_decode = self.decode(tgt_in, annotations, src_mask, rng)
+        return logits, (cache_encode, cache_decode)
+
+    # --- backward ------------------------------------------------------------------------
+
+    def backward(self, dlogits, cache):
+        """dlogits (B, T, V) -> fills self.grads (overwriting them) and returns it; the
+        gradient of the scaled source embeddings is kept in self.input_grads["src"]."""
+        (cache_embed_src, cache_drop_src, cache_encoder), cache_decode = cache
+        cache_embed_tgt, cache_drop_tgt, summary, s0, step_caches, features, annotations = cache_decode
+        params, config = self.params, self.config
+        E, H = config.embed_size, config.hidden_size
+        grads = {key: np.zeros_like(value) for key, value in params.items()}
+        B, T, _ = dlogits.shape
+        # in the forward pass this was: logits = features W_out + b_out
+        width = features.shape[2]
+        grads["output.weight"] = features.reshape(-1, width).T @ dlogits.reshape(B * T, -1)  # (H+E+C, V)
+        grads["output.bias"] = dlogits.reshape(B * T, -1).sum(axis=0)  # (V,)
+        dfeatures = dlogits @ params["output.weight"].T  # (B, T, H+E+C)
+        dy = np.zeros((B, T, E), dtype=dlogits.dtype)  # (B, T, E)
+        dannotations = np.zeros_like(annotations)  # (B, S, C)
+        dsummary = np.zeros_like(summary)  # (B, C)
+        dstate = np.zeros((B, H), dtype=dlogits.dtype)  # (B, H): ∂L/∂s_i through step i+1
+        for i in reversed(range(T)):
+            gru_input, cache_context, cache_cell = step_caches[i]
+            # in the forward pass this was: features = [s_i ; E y_{i-1} ; c_i]
+            dstate = dstate + dfeatures[:, i, :H]
+            dy[:, i] += dfeatures[:, i, H : H + E]
+            dcontext = dfeatures[:, i, H + E :]  # (B, C)
+            # in the forward pass this was: s_i = GRU(input_part, s_{i-1})
+            dinput_part, dstate, dw_hidden, db_hidden = gru_cell_backward(dstate, cache_cell)
+            grads["decoder.w_hidden"] += dw_hidden
+            grads["decoder.b_hidden"] += db_hidden
+            # in the forward pass this was: input_part = [E y_{i-1} ; c_i] W_i + b_i
+            grads["decoder.w_input"] += gru_input.T @ dinput_part
+            grads["decoder.b_input"] += dinput_part.sum(axis=0)
+            dgru_input = dinput_part @ params["decoder.w_input"].T  # (B, E+C)
+            dy[:, i] += dgru_input[:, :E]
+            dcontext = dcontext + dgru_input[:, E:]  # (B, C)
+            if self.attends:
+                # in the forward pass this was: c_i = additive attention(query s_{i-1}, keys = values = h)
+                dquery, dkeys, dvalues, dw_query, dw_key, dw_score = additive_attention_backward(
+                    dcontext[:, None], cache_context
+                )
+                dstate += dquery[:, 0]
+                dannotations += dkeys + dvalues
+                grads["attention.w_query"] += dw_query
+                grads["attention.w_key"] += dw_key
+                grads["attention.w_score"] += dw_score
+            else:
+                dsummary += dcontext
+        # in the forward pass this was: s_0 = tanh(c W_init + b_init)
+        dpre = dstate * (1.0 - s0 * s0)  # (B, H)
+        grads["init.weight"] = summary.T @ dpre
+        grads["init.bias"] = dpre.sum(axis=0)
+        dsummary += dpre @ params["init.weight"].T
+        # in the forward pass this was: c = [→h_S ; ←h_1]
+        dannotations[:, -1, :H] += dsummary[:, :H]
+        dannotations[:, 0, H:] += dsummary[:, H:]
+        # the target embeddings
+        dy = dropout_backward(dy, cache_drop_tgt)  # (B, T, E)
+        grads[self.tgt_embed_key] = embedding_backward(dy, cache_embed_tgt, config.pad_id)
+        # the encoder, then the source embeddings
+        dx, encoder_grads = bidirectional_backward(dannotations, cache_encoder)  # (B, S, E)
+        for key, value in encoder_grads.items():
+            grads[f"encoder.{key}"] = value
+        dx = dropout_backward(dx, cache_drop_src)  # (B, S, E)
+        grads[self.src_embed_key] = embedding_backward(dx, cache_embed_src, config.pad_id)
+        self.input_grads = {"src": dx, "tgt": dy}
+        for key, value in params.items():
+            self.grads[key] = grads[key].astype(value.dtype, copy=False)
+        return self.grads
+
+    def loss(self, src, tgt_in, tgt_out, smoothing=0.0, rng=None):
+        """The mean label-smoothed loss, forward only (for validation)."""
+        logits, _ = self.forward(src, tgt_in, rng)
+        loss, _ = cross_entropy_forward(logits, np.asarray(tgt_out), self.config.pad_id, smoothing)
+        return float(loss)
+
+    def loss_and_grads(self, src, tgt_in, tgt_out, smoothing=0.0, rng=None):
+        """One forward and backward: returns the loss, leaves the gradients in self.grads."""
+        logits, cache = self.forward(src, tgt_in, rng)
+        loss, cache_loss = cross_entropy_forward(logits, np.asarray(tgt_out), self.config.pad_id, smoothing)
+        self.backward(cross_entropy_backward(cache_loss), cache)
+        return float(loss)
+
+    # --- inspection and decoding ----------------------------------------------------------
+
+    def attention_maps(self, cache):
+        """{"encoder": [], "decoder_self": [], "cross": [(B, 1, T, S)]}: RNNsearch's α_ij as
+        one layer of one head (RNNenc has none: an empty list)."""
+        step_caches = cache[1][4]
+        if not self.attends:
+            return {"encoder": [], "decoder_self": [], "cross": []}
+        weights = np.stack([attention_probs(cache_context) for _, cache_context, _ in step_caches], axis=1)  # (B, T, S)
+        return {"encoder": [], "decoder_self": [], "cross": [weights[:, None]]}
+
+    def encoder_attention(self, src):
+        """The encoder has no attention: (0, 1, S, S) for the trace."""
+        return np.zeros((0, 1, src.shape[1], src.shape[1]))
+
+    def make_stepper(self, annotations, src_mask, beam_size=1):
+        return RNNStepper(self, annotations, src_mask, beam_size)
+
+
+def attention_probs(cache_context):
+    """The α (N, S) of one step's additive attention, from its cache."""
+    _, average_cache = cache_context
+    return attention_weights(average_cache)[:, 0]  # (N, S)
+
+
+class RNNStepper:
+    """The decoder one step at a time, for greedy and beam search (decode.py).
+
+    Its state is the whole "cache": s_{i-1} per row (N, H), with each row's own copy of the
+    annotations (N, S, C), so reordering rows as beams fork is one indexing of each.
+    step(last_ids) -> logits (N, V), {"self": [], "cross": [α (N, 1, S)] or []}.
+    """
+
+    def __init__(self, model, annotations, src_mask, beam_size=1):
+        self.model = model
+        self.annotations = np.repeat(annotations, beam_size, axis=0)  # (N, S, C)
+        self.src_mask = np.repeat(src_mask, beam_size, axis=0)  # (N, S)
+        self.state, self.summary = model.initial_state(self.annotations)  # (N, H), (N, C)
+
+    def step(self, last_ids):
+        model = self.model
+        embedded, _ = embedding_forward(np.asarray(last_ids)[:, None], model.params[model.tgt_embed_key])  # (N, 1, E)
+        self.state, features, (_, cache_context, _) = model.decoder_step(
+            embedded[:, 0], self.state, self.annotations, self.src_mask, self.summary
+        )  # (N, H), (N, H+E+C)
+        logits = features @ model.params["output.weight"] + model.params["output.bias"]  # (N, V)
+        cross = [attention_probs(cache_context)[:, None]] if model.attends else []  # (N, 1, S)
+        return logits, {"self": [], "cross": cross}
+
+    def reorder(self, rows, sentences):
+        self.state, self.summary = self.state[rows], self.summary[rows]
+        self.annotations, self.src_mask = self.annotations[rows], self.src_mask[rows]
+
+
+def make_rnn_model(config: RNNConfig, seed=0, backend="numpy", params=None):
+    """Build RNNenc or RNNsearch from its config: the one builder (as model.make_model)."""
+    if isinstance(backend, str) or backend is None:
+        backend = backends.get(backend)
+    if params is None:
+        params = init_params(config, seed)
+    else:
+        expected = {key: shape for key, (shape, _) in param_shapes(config).items()}
+        missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+        if missing or extra:
+            raise ValueError(
+                "parameters do not match the config: "
+                + (f"missing {', '.join(missing[:5])}; " if missing else "")
+                + (f"unexpected {', '.join(extra[:5])}" if extra else "")
+            )
+        for key, shape in expected.items():
+            if tuple(params[key].shape) != shape:
+                raise ValueError(f"parameter {key} has shape {tuple(params[key].shape)}, the config needs {shape}")
+        params = {key: np.asarray(value, dtype=config.dtype) for key, value in params.items()}
+    return RNNEncoderDecoder(config, params, backend)
