@@ -9,7 +9,7 @@
 #   make test                  run the test suite
 #   make translate TEXT="..."  translate with the last `make train` run
 #   make bench                 benchmarks (bench/results/<cpu>-<isa>/)
-#   make data                  regenerate the toy corpus and the shapes images in data/ (identically)
+#   make data                  regenerate the toy corpus, its long-sentence split and the shapes images in data/ (identically)
 #   make figures               redraw the figures of docs/
 #   make zoo                   run the demos of the attention variants (minitransformer/zoo/)
 #   make vision                train the CNN with each vision attention module (bench/results/vision.md)
@@ -55,6 +55,7 @@ bench: setup
 
 data: setup
 	$(BIN)/python -m minitransformer.corpus.generate --out data/
+	$(BIN)/python -m minitransformer.corpus.long --out data/
 	$(BIN)/python -m minitransformer.vision.shapes --out data/shapes/ --check
 
 figures: setup
