@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import to_numpy
-from .config import ModelConfig
+from .architectures import model_config_from_dict
 
 FORMAT_VERSION = 2
 STEP_PREFIX = "step-"
@@ -289,7 +289,7 @@ def load_resumable(run_dir, say=print):
 def model_config_of(checkpoint):
     """The ModelConfig saved in a checkpoint, or a CheckpointError saying why not."""
     try:
-        return ModelConfig.from_dict(checkpoint["state"]["model_config"])
+        return model_config_from_dict(checkpoint["state"]["model_config"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{checkpoint['path']}: bad model config ({error})") from None
 
@@ -321,7 +321,7 @@ def load_for_inference(run_dir_or_checkpoint, backend="auto"):
     """-> (model, tokenizer, info) for decoding. info is the checkpoint record plus
     "checkpoint" and "run_dir" paths. Raises CheckpointError on anything unusable;
     minitransformer.backends.BackendUnavailable when the backend cannot run."""
-    from .model import make_model
+    from .architectures import make_model
     from .tokenizer import Tokenizer, TokenizerError
 
     run_dir, stem = resolve_checkpoint(run_dir_or_checkpoint)

@@ -75,6 +75,8 @@ class TrainConfig:
     tokenizer_model_type: str = "bpe"
 
     # --- model (see minitransformer/config.py for each) ---
+    # "transformer", or a recurrent "rnnenc" / "rnnsearch" (minitransformer/architectures.py)
+    architecture: str = "transformer"
     d_model: int = 64
     n_heads: int = 4
     d_ff: int = 256
@@ -175,10 +177,15 @@ class TrainConfig:
         try:
             self.model_config(self.vocab_size, self.vocab_size)
         except ValueError as error:
-            raise ConfigError(str(error).replace("ModelConfig.", "TrainConfig.")) from None
+            raise ConfigError(str(error).replace("ModelConfig.", "TrainConfig.").replace("RNNConfig.", "TrainConfig.")) from None
 
     def model_config(self, src_vocab_size, tgt_vocab_size):
         """The ModelConfig for vocabularies of these sizes (known once the tokenizer exists)."""
+        from .architectures import model_config
+
+        recurrent = model_config(self, src_vocab_size, tgt_vocab_size)
+        if recurrent is not None:
+            return recurrent
         return ModelConfig(
             src_vocab_size=src_vocab_size,
             tgt_vocab_size=tgt_vocab_size,

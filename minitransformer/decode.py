@@ -219,6 +219,8 @@ class FullStepper:
 
 
 def make_stepper(model, memory, src_mask, beam_size, use_cache):
+    if hasattr(model, "make_stepper"):  # a recurrent model: its state is its cache (rnn/model.py)
+        return model.make_stepper(memory, src_mask, beam_size)
     stepper = CachedStepper if use_cache else FullStepper
     return stepper(model, memory, src_mask, beam_size)
 

@@ -201,11 +201,15 @@ def _record_steps(model, src, bos_id, eos_id, max_len, beam_size, length_penalty
             _, attention = stepper.step(model.xp.asarray([token_in], dtype=np.int64))
             keep(attention)
     n_steps = len(produced)
-    decoder_self = np.zeros((config.n_decoder_layers, config.n_heads, n_steps, n_steps))  # (Ld, H, T, T)
-    cross = np.zeros((config.n_decoder_layers, config.n_heads, n_steps, src_len))  # (Ld, H, T, S)
+    # layers as the steps reported them: a recurrent decoder (rnn/) has no self-attention
+    n_self = len(rows["self"][0]) if rows["self"] else config.n_decoder_layers
+    n_cross = len(rows["cross"][0]) if rows["cross"] else config.n_decoder_layers
+    decoder_self = np.zeros((n_self, config.n_heads, n_steps, n_steps))  # (Ld, H, T, T)
+    cross = np.zeros((n_cross, config.n_heads, n_steps, src_len))  # (Ld, H, T, S)
     for step in range(n_steps):
-        for layer in range(config.n_decoder_layers):
+        for layer in range(n_self):
             decoder_self[layer, :, step, : step + 1] = rows["self"][step][layer]  # (H, t+1)
+        for layer in range(n_cross):
             cross[layer, :, step] = rows["cross"][step][layer]  # (H, S)
     return produced, decoder_self, cross
 
@@ -234,8 +238,11 @@ def record_trace(
     produced, decoder_self, cross = _record_steps(
         model, src, bos_id, eos_id, max_len, beam_size, length_penalty, use_cache
     )
-    _, _, cache_encode = model.encode(src)
-    encoder = np.stack([to_numpy(probs[0]) for probs in encoder_attention_probs(cache_encode.encoder)])  # (Le, H, S, S)
+    if hasattr(model, "encoder_attention"):  # a recurrent encoder: no attention, (0, 1, S, S)
+        encoder = model.encoder_attention(src)
+    else:
+        _, _, cache_encode = model.encode(src)
+        encoder = np.stack([to_numpy(probs[0]) for probs in encoder_attention_probs(cache_encode.encoder)])  # (Le, H, S, S)
     saliency = source_saliency(model, src_ids, produced, bos_id) if with_saliency else None  # (T, S)
     words = [token for token in produced if token != eos_id]
     meta = dict(meta or {})

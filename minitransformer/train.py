@@ -73,7 +73,8 @@ from .data import DataError, load_pairs, split_by_source
 from .evaluate import EvalSet, corpus_bleu, mean_loss, translate_sentences
 from .layers.dropout import DropoutStream
 from .messages import sanitize
-from .model import make_model
+from .architectures import NAMES as ARCHITECTURES
+from .architectures import make_model
 from .optim import Adam
 from .rundir import (
     RunDirectoryError,
@@ -713,6 +714,8 @@ def add_arguments(parser):
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run already in the run directory (once the new one has a checkpoint)")
     parser.add_argument("--seed", type=int, help="seed for initialization, dropout and batch order")
+    parser.add_argument("--model", choices=ARCHITECTURES,
+                        help="transformer (default), or the recurrent rnnenc / rnnsearch (minitransformer/rnn/)")
     parser.add_argument("--epochs", type=int, help="stop after this many epochs in all")
     parser.add_argument("--minutes", type=float, help="stop after this many minutes of training in all")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in all")
@@ -737,6 +740,8 @@ def config_from_args(args):
     if args.data:
         config = replace(config, name=f"{config.name}-{Path(args.data).stem}", train_data=args.data,
                          valid_data=None, test_data=None, compositional_test_data=None)
+    if getattr(args, "model", None) and args.model != config.architecture:
+        config = replace(config, architecture=args.model, name=f"{config.name}-{args.model}")
     if args.seed is not None:
         config = replace(config, seed=args.seed)
     run_dir = Path(args.out) if args.out else Path("runs") / config.name

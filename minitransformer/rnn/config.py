@@ -44,6 +44,10 @@ class RNNConfig:
     # what the attention trace and views ask of a model config: one attention "layer"
     # (the decoder's cross-attention) with one "head", no self-attention
     @property
+    def n_encoder_layers(self):
+        return 0
+
+    @property
     def n_decoder_layers(self):
         return 1
 

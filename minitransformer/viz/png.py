@@ -45,7 +45,8 @@ def _panel_size(n_rows, n_columns):
 def attention_figure(trace):
     """The whole trace as one matplotlib Figure (Agg canvas): a section per attention type
     (layers as rows, heads as columns), then the saliency section."""
-    sections = [kind for kind in ("encoder", "decoder_self", "cross")]
+    # a recurrent model (rnn/) has cross-attention only: types with no layer get no section
+    sections = [kind for kind in ("encoder", "decoder_self", "cross") if getattr(trace, kind).shape[0]]
     sizes = {}
     for kind in sections:
         rows, columns = axis_labels(trace, kind)

@@ -167,7 +167,8 @@ def render_trace(trace, layer=-1, head=None, width=80):
         sentences.extend(fit(line, width).rstrip() for line in wrapped)
     parts = ["\n".join(sentences)]
     for kind in ("encoder", "decoder_self", "cross"):
-        parts.append(render_attention(trace, kind, layer, head, width))
+        if getattr(trace, kind).shape[0]:  # a recurrent model (rnn/) has cross-attention only
+            parts.append(render_attention(trace, kind, layer, head, width))
     if trace.saliency is not None:
         parts.append(render_saliency(trace, width))
     parts.append(render_steps(trace, layer, head, width))
