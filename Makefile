@@ -9,6 +9,7 @@
 #   make test                  run the test suite
 #   make translate TEXT="..."  translate with the last `make train` run
 #   make bench                 benchmarks (bench/results/<cpu>-<isa>/)
+#   make why-attention         RNNenc vs RNNsearch vs Transformer by sentence length (about 20 minutes)
 #   make data                  regenerate the toy corpus, its long-sentence split and the shapes images in data/ (identically)
 #   make figures               redraw the figures of docs/
 #   make zoo                   run the demos of the attention variants (minitransformer/zoo/)
@@ -26,7 +27,7 @@ OVERWRITE ?=
 TEXT   ?= the black cat sleeps .
 PYTEST_ARGS ?=
 
-.PHONY: setup test train translate bench data figures zoo vision clean
+.PHONY: setup test train translate bench data figures zoo vision why-attention clean
 
 setup: $(STAMP)
 
@@ -52,6 +53,10 @@ bench: setup
 	$(BIN)/python -c "import torch, threadpoolctl" 2>/dev/null || $(BIN)/python -m pip install --quiet "torch==2.13.0" "threadpoolctl>=3.1" \
 		|| echo "make bench: PyTorch could not be installed; the peer columns are left out"
 	$(BIN)/python bench/run_all.py
+
+# RNNenc, RNNsearch and the Transformer, 5 minutes of training each, BLEU by sentence length (chapter 15)
+why-attention: setup
+	$(BIN)/python bench/why_attention.py $(if $(MINUTES),--minutes $(MINUTES))
 
 data: setup
 	$(BIN)/python -m minitransformer.corpus.generate --out data/

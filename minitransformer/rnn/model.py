@@ -23,7 +23,10 @@ and then, with y_{i-1} the previous target word (teacher forcing in training):
 (Bahdanau et al. read out through a maxout layer; a linear readout keeps the comparison
 about the context alone.) RNNenc must push a whole sentence through the C numbers of c;
 RNNsearch reads what it needs from all S annotations at every step. The alignment model
-is the zoo's additive attention (zoo/additive.py), with W_a = w_query, U_a = w_key, v = w_score.
+is the zoo's additive score (zoo/additive.py), with W_a = w_query, U_a = w_key, v = w_score,
+and one change that Bahdanau et al. point out (their appendix A.1.2): h_j U_a does not
+depend on the step i, so it is computed once per sentence, not at every step
+(alignment_forward below); the softmax and the weighted average are the zoo's.
 
     from minitransformer.rnn import RNNConfig, make_rnn_model
     model = make_rnn_model(RNNConfig("rnnsearch", src_vocab_size=100, tgt_vocab_size=100))
@@ -44,8 +47,7 @@ from ..layers.dropout import dropout_backward, dropout_forward
 from ..layers.embedding import embedding_backward, embedding_forward
 from ..layers.loss import cross_entropy_backward, cross_entropy_forward
 from ..params import count_parameters, subtree
-from ..zoo import attention_weights
-from ..zoo.additive import additive_attention_backward, additive_attention_forward
+from ..zoo import attention_weights, softmax_average_backward, softmax_average_forward
 from .config import RNNConfig
 from .gru import bidirectional_backward, bidirectional_forward, gru_cell_backward, gru_cell_forward
 
@@ -102,6 +104,28 @@ def init_params(config, seed=0):
     return params
 
 
+def alignment_forward(state, projected_keys, w_query, w_score):
+    """e_ij = vᵀ tanh(s_{i-1} W_a + h_j U_a), for one step i.
+
+    state (N, H), projected_keys h U_a (N, S, A), w_query W_a (H, A), w_score v (A,)
+    -> scores (N, S), cache."""
+    hidden = np.tanh((state @ w_query)[:, None, :] + projected_keys)  # (N, S, A)
+    scores = hidden @ w_score  # (N, S)
+    return scores, (state, w_query, w_score, hidden)
+
+
+def alignment_backward(dscores, cache):
+    """dscores (N, S) -> dstate (N, H), dprojected_keys (N, S, A), dw_query (H, A), dw_score (A,).
+    The derivative of zoo/additive.py:additive_score_backward, for one query per row."""
+    state, w_query, w_score, hidden = cache
+    # in the forward pass this was: scores = hidden @ w_score
+    dw_score = np.einsum("nsa,ns->a", hidden, dscores)  # (A,)
+    # in the forward pass this was: hidden = tanh(s W_a + h U_a); tanh' = 1 − tanh²
+    dpre = dscores[:, :, None] * w_score * (1.0 - hidden * hidden)  # (N, S, A)
+    dprojected_query = dpre.sum(axis=1)  # (N, A): the query was broadcast over the S keys
+    return dprojected_query @ w_query.T, dpre, state.T @ dprojected_query, dw_score
+
+
 class RNNEncoderDecoder:
     """RNNenc or RNNsearch (config.architecture). ``params`` and ``grads``: dicts of arrays."""
 
@@ -149,23 +173,28 @@ class RNNEncoderDecoder:
         s0 = np.tanh(summary @ self.params["init.weight"] + self.params["init.bias"])  # (B, H)
         return s0, summary
 
-    def context(self, state, annotations, src_mask, summary):
+    def project_keys(self, annotations):
+        """h_j U_a (N, S, A), once per sentence (RNNsearch), or None (RNNenc)."""
+        return annotations @ self.params["attention.w_key"] if self.attends else None
+
+    def context(self, state, annotations, projected_keys, src_mask, summary):
         """state s_{i-1} (N, H) -> context c_i (N, C), cache (None for RNNenc).
 
-        RNNsearch: the additive alignment model with s_{i-1} as the one query;
+        RNNsearch: the additive alignment model with s_{i-1} as the one query, then
+        α = softmax over the real source words and c_i = Σ_j α_ij h_j;
         RNNenc: the fixed summary, every step the same."""
         if not self.attends:
             return summary, None
-        att = subtree(self.params, "attention")
-        context, cache = additive_attention_forward(
-            state[:, None], annotations, annotations, att["w_query"], att["w_key"], att["w_score"], src_mask[:, None]
-        )  # (N, 1, C)
-        return context[:, 0], cache
+        scores, cache_scores = alignment_forward(
+            state, projected_keys, self.params["attention.w_query"], self.params["attention.w_score"]
+        )  # (N, S)
+        context, cache_average = softmax_average_forward(scores[:, None], annotations, src_mask[:, None])  # (N, 1, C)
+        return context[:, 0], (cache_scores, cache_average)
 
-    def decoder_step(self, embedded, state, annotations, src_mask, summary):
+    def decoder_step(self, embedded, state, annotations, projected_keys, src_mask, summary):
         """embedded E y_{i-1} (N, E), state s_{i-1} (N, H) -> s_i (N, H), features (N, H+E+C), cache."""
         dec = subtree(self.params, "decoder")
-        context, cache_context = self.context(state, annotations, src_mask, summary)  # (N, C)
+        context, cache_context = self.context(state, annotations, projected_keys, src_mask, summary)  # (N, C)
         gru_input = np.concatenate([embedded, context], axis=1)  # (N, E+C)
         input_part = gru_input @ dec["w_input"] + dec["b_input"]  # (N, 3H)
         new_state, cache_cell = gru_cell_forward(input_part, state, dec["w_hidden"], dec["b_hidden"])  # (N, H)
@@ -183,9 +212,12 @@ class RNNEncoderDecoder:
         y, cache_drop = dropout_forward(y, self.config.dropout, rng)  # (B, T, E)
         state, summary = self.initial_state(annotations)  # (B, H), (B, C)
         s0 = state
+        projected_keys = self.project_keys(annotations)  # (B, S, A) or None
         features, step_caches = [], []
         for i in range(T):
-            state, step_features, step_cache = self.decoder_step(y[:, i], state, annotations, src_mask, summary)
+            state, step_features, step_cache = self.decoder_step(
+                y[:, i], state, annotations, projected_keys, src_mask, summary
+            )
             features.append(step_features)
             step_caches.append(step_cache)
         features = np.stack(features, axis=1)  # (B, T, H+E+C)
@@ -218,6 +250,8 @@ class RNNEncoderDecoder:
         dy = np.zeros((B, T, E), dtype=dlogits.dtype)  # (B, T, E)
         dannotations = np.zeros_like(annotations)  # (B, S, C)
         dsummary = np.zeros_like(summary)  # (B, C)
+        if self.attends:  # ∂L/∂(h U_a), summed over the steps that all read it
+            dprojected_keys = np.zeros((*annotations.shape[:2], config.align_size), dtype=dlogits.dtype)  # (B, S, A)
         dstate = np.zeros((B, H), dtype=dlogits.dtype)  # (B, H): ∂L/∂s_i through step i+1
         for i in reversed(range(T)):
             gru_input, cache_context, cache_cell = step_caches[i]
@@ -236,17 +270,23 @@ class RNNEncoderDecoder:
             dy[:, i] += dgru_input[:, :E]
             dcontext = dcontext + dgru_input[:, E:]  # (B, C)
             if self.attends:
-                # in the forward pass this was: c_i = additive attention(query s_{i-1}, keys = values = h)
-                dquery, dkeys, dvalues, dw_query, dw_key, dw_score = additive_attention_backward(
-                    dcontext[:, None], cache_context
-                )
-                dstate += dquery[:, 0]
-                dannotations += dkeys + dvalues
+                # in the forward pass this was: c_i = Σ_j softmax_j(e_ij) h_j
+                cache_scores, cache_average = cache_context
+                dscores, dvalues = softmax_average_backward(dcontext[:, None], cache_average)  # (B, 1, S), (B, S, C)
+                dannotations += dvalues
+                # in the forward pass this was: e_ij = vᵀ tanh(s_{i-1} W_a + h_j U_a)
+                dquery, dkeys_step, dw_query, dw_score = alignment_backward(dscores[:, 0], cache_scores)
+                dstate += dquery
+                dprojected_keys += dkeys_step
                 grads["attention.w_query"] += dw_query
-                grads["attention.w_key"] += dw_key
                 grads["attention.w_score"] += dw_score
             else:
                 dsummary += dcontext
+        if self.attends:
+            # in the forward pass this was: projected_keys = h U_a, once for all steps
+            C = annotations.shape[2]
+            dannotations += dprojected_keys @ params["attention.w_key"].T
+            grads["attention.w_key"] = annotations.reshape(-1, C).T @ dprojected_keys.reshape(-1, config.align_size)
         # in the forward pass this was: s_0 = tanh(c W_init + b_init)
         dpre = dstate * (1.0 - s0 * s0)  # (B, H)
         grads["init.weight"] = summary.T @ dpre
@@ -303,8 +343,8 @@ class RNNEncoderDecoder:
 
 def attention_probs(cache_context):
     """The α (N, S) of one step's additive attention, from its cache."""
-    _, average_cache = cache_context
-    return attention_weights(average_cache)[:, 0]  # (N, S)
+    _, cache_average = cache_context
+    return attention_weights(cache_average)[:, 0]  # (N, S)
 
 
 class RNNStepper:
@@ -320,12 +360,13 @@ class RNNStepper:
         self.annotations = np.repeat(annotations, beam_size, axis=0)  # (N, S, C)
         self.src_mask = np.repeat(src_mask, beam_size, axis=0)  # (N, S)
         self.state, self.summary = model.initial_state(self.annotations)  # (N, H), (N, C)
+        self.projected_keys = model.project_keys(self.annotations)  # (N, S, A) or None
 
     def step(self, last_ids):
         model = self.model
         embedded, _ = embedding_forward(np.asarray(last_ids)[:, None], model.params[model.tgt_embed_key])  # (N, 1, E)
         self.state, features, (_, cache_context, _) = model.decoder_step(
-            embedded[:, 0], self.state, self.annotations, self.src_mask, self.summary
+            embedded[:, 0], self.state, self.annotations, self.projected_keys, self.src_mask, self.summary
         )  # (N, H), (N, H+E+C)
         logits = features @ model.params["output.weight"] + model.params["output.bias"]  # (N, V)
         cross = [attention_probs(cache_context)[:, None]] if model.attends else []  # (N, 1, S)
@@ -334,6 +375,8 @@ class RNNStepper:
     def reorder(self, rows, sentences):
         self.state, self.summary = self.state[rows], self.summary[rows]
         self.annotations, self.src_mask = self.annotations[rows], self.src_mask[rows]
+        if self.projected_keys is not None:
+            self.projected_keys = self.projected_keys[rows]
 
 
 def make_rnn_model(config: RNNConfig, seed=0, backend="numpy", params=None):
