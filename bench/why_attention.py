@@ -161,14 +161,16 @@ def plot(results, path):
 def write_report(results, args, info, elapsed):
     out = common.results_dir()
     record = {"benchmark": "why_attention", "minutes_per_model": args.minutes, "per_bin": args.per_bin,
-              "seed": args.seed, "total_minutes": round(elapsed / 60, 1), "machine": info, "models": results}
+              "seed": args.seed, "total_minutes": round(elapsed / 60, 1), "machine": info,
+              "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "models": results}
     (out / "why_attention.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     bins = list(next(iter(results.values()))["bleu_by_source_length"])
     lines = [
         "# Why attention: BLEU against source length, equal wall-clock budget",
         "",
         f"`python bench/why_attention.py --minutes {args.minutes:g}` on {info['cpu_model']} "
-        f"({info['usable_cpus']} usable CPUs, load average {info['load_average_1_5_15min']}), "
+        f"({info['usable_cpus']} usable CPUs, load average {info['load_average_1_5_15min']} at the start, "
+        f"{record['load_average_at_end']} at the end), "
         f"{record['total_minutes']} minutes in all.",
         "",
         "| model | parameters | steps | tokens/s | test BLEU | " + " | ".join(bins) + " |",
