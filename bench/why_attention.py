@@ -43,7 +43,8 @@ import common  # noqa: E402
 from minitransformer.configs import TOY  # noqa: E402
 from minitransformer.corpus.long import LENGTH_BINS, length_bin  # noqa: E402
 from minitransformer.data import group_references, load_pairs  # noqa: E402
-from minitransformer.train import Trainer, corpus_bleu, translate_sentences  # noqa: E402
+from minitransformer.evaluate import corpus_bleu, translate_sentences  # noqa: E402
+from minitransformer.train import Trainer  # noqa: E402
 
 MODELS = ("rnnenc", "rnnsearch", "transformer")
 FIGURE = REPO / "docs" / "images" / "why-attention.png"

@@ -54,6 +54,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import backends
+from .architectures import NAMES as ARCHITECTURES
+from .architectures import make_model
 from .batching import Batcher, encode_pairs
 from .checkpoint import (
     CheckpointError,
@@ -73,8 +75,6 @@ from .data import DataError, load_pairs, split_by_source
 from .evaluate import EvalSet, corpus_bleu, mean_loss, translate_sentences
 from .layers.dropout import DropoutStream
 from .messages import sanitize
-from .architectures import NAMES as ARCHITECTURES
-from .architectures import make_model
 from .optim import Adam
 from .rundir import (
     RunDirectoryError,
