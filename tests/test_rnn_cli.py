@@ -55,13 +55,11 @@ def test_train_translate_resume(files, capsys, architecture):
                      "--no-progress"]) == 0
     assert "Resuming" in capsys.readouterr().out
     assert json.loads((run / "metrics.json").read_text())["steps"] == 6
+    if architecture == "rnnsearch":
+        check_attention_trace_and_views(run, files["dir"] / "views")
 
 
-def test_rnnsearch_attention_trace_and_views(files, capsys):
-    run = files["dir"] / "search"
-    assert train(files, "rnnsearch", run) == 0
-    capsys.readouterr()
-    out = files["dir"] / "views"
+def check_attention_trace_and_views(run, out):
     assert cli.main(["translate", "--checkpoint", str(run), "--backend", "numpy", "--attention",
                      "--trace", str(out / "cat"), "--png", str(out / "cat.png"), "--html", str(out / "cat.html"),
                      "the black cat sleeps ."]) == 0
