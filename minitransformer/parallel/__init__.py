@@ -1,0 +1,15 @@
+"""Attention across processes and machines (chapter 12, docs/12-attention-across-machines.md).
+
+    ring_attention.py   sequence parallel: key/value blocks travel around a ring of ranks,
+                        merged by the online softmax; the single-process simulation of P ranks
+    ring_mpi.py         the same algorithm over MPI, each hop posted before its step's compute
+    world.py            the world of ranks: MPI when started by mpiexec, else a world of one;
+                        collectives with a timeout, and the one-line message of a failed rank
+    data_parallel.py    data parallel: token-balanced shards, one flat all-reduce, the loss
+                        normalized by the global token count
+    trainer.py          the Trainer of train.py, spread over the ranks of the world
+    nccl.py             the gradient all-reduce on GPUs, with NCCL (CuPy)
+
+MPI comes from pip: ``pip install -e '.[mpi]'`` installs mpi4py and MPICH's wheel, and
+``make train NP=2`` trains with two processes.
+"""
