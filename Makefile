@@ -6,6 +6,7 @@
 #   make train CONFIG=tatoeba  the benchmark config on ../shared/data (runs/tatoeba/)
 #   make train RESUME=1        continue the last run after Ctrl-C
 #   make train OVERWRITE=1     replace the run in runs/<config>/ (kept until the new one's first checkpoint)
+#   make train NP=2            data parallel over 2 MPI processes, cores/2 threads each (installs the [mpi] extra)
 #   make test                  run the test suite
 #   make translate TEXT="..."  translate with the last `make train` run
 #   make bench                 benchmarks (bench/results/<cpu>-<isa>/)
@@ -26,8 +27,16 @@ RESUME ?=
 OVERWRITE ?=
 TEXT   ?= the black cat sleeps .
 PYTEST_ARGS ?=
+NP     ?= 1
 
-.PHONY: setup test train translate bench data figures zoo vision why-attention clean
+# NP > 1: the same command under mpiexec, through minitransformer/parallel/launch.py
+ifeq ($(NP),1)
+TRAIN := $(BIN)/minitransformer
+else
+TRAIN := $(BIN)/python -m minitransformer.parallel.launch -n $(NP) -m minitransformer
+endif
+
+.PHONY: setup mpi test train translate bench data figures zoo vision why-attention clean
 
 setup: $(STAMP)
 
@@ -39,11 +48,15 @@ $(STAMP): setup.py pyproject.toml $(wildcard csrc/*.pyx csrc/*.pxd csrc/*.h)
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[test]'
 	touch $@
 
+# MPI from pip (setup.py's [mpi] extra): mpi4py, and MPICH from its wheel, mpiexec included
+mpi: setup
+	$(BIN)/python -c "import mpi4py" 2>/dev/null && test -x $(BIN)/mpiexec || $(BIN)/python -m pip install --quiet "mpi4py>=4.1.1" mpich
+
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-train: setup
-	$(BIN)/minitransformer train --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume) $(if $(OVERWRITE),--overwrite)
+train: setup $(if $(filter-out 1,$(NP)),mpi)
+	$(TRAIN) train --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume) $(if $(OVERWRITE),--overwrite)
 
 translate: setup
 	$(BIN)/minitransformer translate "$(TEXT)"

@@ -14,6 +14,7 @@ Flags, and why:
     chosen at run time (csrc/kernels.h).
 
     pip install -e '.[test]'          # what `make` does, inside .venv/
+    pip install -e '.[mpi]'           # MPI for `make train NP=2` (mpi4py, MPICH's wheel)
     python setup.py build_ext --inplace
 """
 
@@ -145,6 +146,10 @@ setup(
             'nvidia-cuda-nvrtc-cu12>=12.8; sys_platform != "darwin"',
         ],
         "gpu": ["cupy-cuda12x>=13"],
+        # data- and sequence-parallel training over MPI (minitransformer/parallel/): mpi4py
+        # and MPICH itself from a wheel (mpiexec lands in the environment's bin/), so no
+        # system MPI is needed; mpi4py finds the wheel's libmpi at run time
+        "mpi": ["mpi4py>=4.1.1", 'mpich; sys_platform == "linux" or sys_platform == "darwin"'],
         # the peer in bench/ (a CPU build installs offline here), and the BLAS report
         "bench": ["torch==2.13.0", "threadpoolctl>=3.1"],
     },

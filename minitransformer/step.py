@@ -49,14 +49,20 @@ class StepResult(NamedTuple):
     lr: float  # the learning rate the update used
 
 
-def train_step(model, batch, optimizer, step, recipe, rng=None):
-    """One update of ``model`` on ``batch`` (src, tgt_in, tgt_out): ``step`` counts from 1 and
-    sets the learning rate; ``rng`` is the dropout stream (None: no dropout)."""
+def whole_batch_loss_and_grads(model, batch, smoothing, rng):
+    """The forward and backward of one process on the whole batch: the loss; the gradients in model.grads."""
     xp = model.xp
+    return model.loss_and_grads(xp.asarray(batch.src), xp.asarray(batch.tgt_in), xp.asarray(batch.tgt_out),
+                                smoothing, rng)
+
+
+def train_step(model, batch, optimizer, step, recipe, rng=None, loss_and_grads=whole_batch_loss_and_grads):
+    """One update of ``model`` on ``batch`` (src, tgt_in, tgt_out): ``step`` counts from 1 and
+    sets the learning rate; ``rng`` is the dropout stream (None: no dropout). ``loss_and_grads``
+    is the forward-backward; data parallel (parallel/data_parallel.py) passes one that shares
+    the batch out over the ranks and all-reduces their gradients."""
     # forward-backward: dropout on, label-smoothed cross-entropy; the gradients land in model.grads
-    loss = model.loss_and_grads(
-        xp.asarray(batch.src), xp.asarray(batch.tgt_in), xp.asarray(batch.tgt_out), recipe.label_smoothing, rng
-    )
+    loss = loss_and_grads(model, batch, recipe.label_smoothing, rng)
     if not math.isfinite(loss):
         raise TrainingDiverged(f"the loss is {loss} at step {step}")
     # clip: the global gradient norm to clip_norm

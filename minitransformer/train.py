@@ -87,7 +87,12 @@ from .rundir import (
     start_partial,
     swap_in,
 )
-from .step import Recipe, TrainingDiverged, train_step  # noqa: F401  (TrainingDiverged: raised from here)
+from .step import (  # noqa: F401  (TrainingDiverged: raised from here)
+    Recipe,
+    TrainingDiverged,
+    train_step,
+    whole_batch_loss_and_grads,
+)
 from .tokenizer import Tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -376,6 +381,7 @@ class Trainer:
                 raise CheckpointError(f"{checkpoint['path']}: cannot resume from it ({type(error).__name__}: {error})") from None
             self.saved_at = self.step
             self.say(f"Resuming {self.run_dir} at step {self.step} (epoch {self.epoch}, batch {self.batch_index})")
+            self._resumed(state)
         self.evaluated_at = self.history["valid"][-1]["step"] if self.history["valid"] else None
 
     # --- the state that a checkpoint saves ------------------------------------------------------
@@ -491,6 +497,19 @@ class Trainer:
         else:
             self.rng = DropoutStream.from_state(saved)
 
+    def _resumed(self, state):
+        """A checkpoint saved by several ranks (parallel/trainer.py) resumes here with a note."""
+        from .parallel.trainer import world_size_note
+
+        note = world_size_note(state.get("world_size", 1), 1)
+        if note:
+            self.say(note)
+
+    def _loss_and_grads(self, model, batch, smoothing, rng):
+        """The step's forward-backward, which train_step calls: the loss; the gradients in
+        model.grads (the data-parallel trainer, parallel/trainer.py, shares the batch out)."""
+        return whole_batch_loss_and_grads(model, batch, smoothing, rng)
+
     def _last_good(self):
         if self.saved_at is None:
             if existing_run(self.run_dir) == "run":
@@ -507,7 +526,8 @@ class Trainer:
         gradient that is not finite names the last good checkpoint."""
         rng_before, updates_before = self.rng.state(), self.optimizer.step_count
         try:
-            result = train_step(self.model, batch, self.optimizer, self.step + 1, self.recipe, self.rng)
+            result = train_step(self.model, batch, self.optimizer, self.step + 1, self.recipe, self.rng,
+                                loss_and_grads=self._loss_and_grads)
             self.step += 1
             self.batch_index += 1
             if self.batch_index == self.batcher.batches_per_epoch(self.epoch):
@@ -785,7 +805,9 @@ def run(args):
     """`minitransformer train`: train, then evaluate; returns the exit code: 0 when done,
     130 after Ctrl-C, 143 after SIGTERM (both saved a checkpoint first)."""
     config, run_dir = config_from_args(args)
-    trainer = Trainer(config, run_dir, backend=args.backend, resume=args.resume, progress=not args.no_progress,
+    from .parallel.trainer import trainer_class  # Trainer, or its data-parallel form under mpiexec
+
+    trainer = trainer_class()(config, run_dir, backend=args.backend, resume=args.resume, progress=not args.no_progress,
                       overwrite=getattr(args, "overwrite", False))
     reason = trainer.train()
     if reason == "interrupted":

@@ -68,3 +68,17 @@ def rewrite_record(path, change):
     arrays["meta.record"] = np.array(json.dumps(record))
     with open(path, "wb") as handle:
         np.savez(handle, **arrays)
+
+
+def data_parallel_case():
+    """(tiny float64 model, a global Batch of 7 pairs of mixed lengths, smoothing 0.1): the
+    step that tests/test_data_parallel.py shares out over ranks (also under mpiexec)."""
+    from minitransformer.batching import Batcher
+    from minitransformer.model import make_model
+
+    rng = np.random.default_rng(12)
+    lengths = [(3, 4), (5, 2), (2, 6), (7, 7), (4, 3), (6, 5), (1, 2)]
+    examples = [(list(rng.integers(4, 11, size=s)), list(rng.integers(4, 13, size=t))) for s, t in lengths]
+    batcher = Batcher(examples, max_tokens=10_000, seed=0)
+    batch = batcher.make_batch(batcher.epoch_batches(0)[0])
+    return make_model(tiny_config(), seed=5), batch, 0.1

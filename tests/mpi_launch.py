@@ -26,11 +26,11 @@ def mpiexec_or_skip():
 
 
 def run_mpi(n_ranks, args, timeout=120, env=None, check=True, cwd=None):
-    """`mpiexec -disable-auto-cleanup -n n_ranks python -m mpi4py ARGS` -> CompletedProcess."""
+    """`python -m minitransformer.parallel.launch -n n_ranks ARGS` (mpiexec under it) -> CompletedProcess."""
     mpiexec = mpiexec_or_skip()
-    full_env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT), MPIEXEC=mpiexec)
     full_env.update(env or {})
-    command = [mpiexec, "-disable-auto-cleanup", "-n", str(n_ranks), sys.executable, "-m", "mpi4py", *args]
+    command = [sys.executable, "-m", "minitransformer.parallel.launch", "-n", str(n_ranks), *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")

@@ -1,7 +1,8 @@
 """The world of ranks: MPI when the process was started by mpiexec, else a world of one.
 
-    mpiexec -disable-auto-cleanup -n 2 .venv/bin/python -m mpi4py -m minitransformer train --config toy
-    make train NP=2                                    # the same line, OMP_NUM_THREADS = cores / 2
+    python -m minitransformer.parallel.launch -n 2 -m minitransformer train --config toy
+    make train NP=2                                    # the same line
+    mpiexec -n 2 .venv/bin/python -m mpi4py -m minitransformer train --config toy   # what it runs
 
     from minitransformer.parallel.world import get_world
     world = get_world()                  # rank, size; size 1 without mpiexec (mpi4py not even imported)
@@ -16,10 +17,11 @@ collective, and MPI_Abort ends every rank:
 
     minitransformer: rank 1 of 2 (pid 4242) died during the gradient all-reduce of step 7 (killed, or out of memory); stopping every rank
 
-A rank that raises instead prints its own line (fail()) and aborts the same way. With
-MPICH's ``-disable-auto-cleanup`` the launcher leaves the survivors to do this; without it,
-MPICH kills them at once and prints only the dead process's pid. ``python -m mpi4py`` makes
-an exception that escapes everything abort too, instead of leaving the others waiting.
+A rank that raises instead prints its own line (fail()) and aborts the same way.
+``python -m mpi4py`` makes an exception that escapes everything abort too, instead of
+leaving the others waiting. MPICH's mpiexec kills the survivors of a rank that died at
+once and prints only its pid; launch.py turns that into the rank (each rank writes its pid
+where launch.py asks). The checks here are for launchers that leave the survivors running.
 
 Environment variables the launchers set, which is how a process knows it is one of many:
 PMI_SIZE/PMI_RANK (MPICH's hydra, Intel MPI), OMPI_COMM_WORLD_SIZE (Open MPI);
@@ -103,6 +105,10 @@ class MPIWorld:
         self.host = socket.gethostname()
         # who is who: (host, pid) of every rank, for telling a dead rank from a slow one
         self.peers = comm.allgather((self.host, os.getpid()))
+        ranks_dir = os.environ.get("MINITRANSFORMER_RANKS_DIR")  # set by launch.py, which names the dead
+        if ranks_dir and os.path.isdir(ranks_dir):
+            with open(os.path.join(ranks_dir, f"rank-{self.rank}"), "w") as handle:
+                handle.write(str(os.getpid()))
         self.step = None  # the training step, for the messages (set by the trainer)
 
     # --- waiting, with a deadline ------------------------------------------------------------

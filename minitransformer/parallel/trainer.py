@@ -1,0 +1,239 @@
+"""The Trainer of train.py over the ranks of an MPI world: data-parallel training.
+
+    make train NP=2                        # 2 processes, each on cores/2 OpenMP threads
+    mpiexec -disable-auto-cleanup -n 2 .venv/bin/python -m mpi4py -m minitransformer train --config toy
+
+Every rank runs the same loop of train.py; this subclass changes it at a few points:
+
+  1. start: rank 0 alone touches the run directory (the lock, a fresh run's partial
+     directory, the tokenizer's training, a checkpoint to resume). It then broadcasts the
+     tokenizer's files and every tensor of the state (the weights, so all ranks start from
+     rank 0's initialization; Adam's moments; the data position and history), so that the
+     ranks need not share a file system;
+  2. each step: the batch is shared out by tokens and the gradients all-reduced in one
+     flat buffer (data_parallel.py); each rank draws its own dropout masks from a stream
+     seeded by the global seed and its rank (rank 0's is the single-process stream);
+  3. when to stop: rank 0 decides (its clock, its Ctrl-C) and broadcasts it every step, so
+     every rank saves and stops at the same step;
+  4. checkpoints: the ranks' dropout streams are gathered, and rank 0 alone writes, through
+     the same atomic checkpoint.py as a single process. Resuming at the same world size
+     continues exactly; at another size, the batches are shared out differently and the
+     streams start anew, and a one-line note says so;
+  5. evaluation, progress and the final evaluation: rank 0 only; the others wait for it at
+     the next collective (or, at the end, at a barrier without timeout that still notices
+     a dead rank 0).
+
+A rank that fails brings the job down with one line naming it (world.py).
+"""
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import backends
+from ..layers.dropout import MASK_64, DropoutStream, splitmix64
+from ..train import RunWriteError, Trainer, TrainingDiverged
+from .data_parallel import DataParallelStep
+from .world import get_world, threads_per_rank
+
+# fault injection for the tests: "RANK:STEP" makes that rank fail at the start of that step
+KILL_VAR = "MINITRANSFORMER_KILL_RANK_AT_STEP"  # SIGKILL itself (as the OOM killer would)
+RAISE_VAR = "MINITRANSFORMER_FAIL_RANK_AT_STEP"  # raise an exception
+
+
+def trainer_class():
+    """Trainer in a world of one; DataParallelTrainer when mpiexec started several ranks."""
+    return DataParallelTrainer if get_world().size > 1 else Trainer
+
+
+def rank_stream_seed(seed, rank):
+    """The dropout stream's seed for ``rank``: rank 0 keeps the single-process seed."""
+    return seed if rank == 0 else splitmix64((seed + rank) & MASK_64)
+
+
+def world_size_note(saved_size, size):
+    """The note for a run resumed on another number of ranks, or None."""
+    if saved_size == size:
+        return None
+    return (f"note: this run was saved by {saved_size} rank(s) and resumes on {size}: the batches are shared out "
+            "differently and the dropout streams start anew, so it will not repeat the uninterrupted run exactly")
+
+
+def _fault_injection(rank, step):
+    for variable, action in ((KILL_VAR, "kill"), (RAISE_VAR, "raise")):
+        wanted = os.environ.get(variable)
+        if wanted and tuple(int(x) for x in wanted.split(":")) == (rank, step):
+            if action == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"{variable}={wanted}: the injected failure")
+
+
+def broadcast_tensors(world, tensors, what):
+    """Rank 0's values of a dict of arrays, on every rank, in one flat message."""
+    keys = list(tensors)
+    if not keys:
+        return
+    flat = np.concatenate([np.asarray(tensors[key]).reshape(-1) for key in keys])  # (n,)
+    world.bcast_array(flat, what)
+    start = 0
+    for key in keys:
+        size = tensors[key].size
+        tensors[key][...] = flat[start : start + size].reshape(tensors[key].shape)
+        start += size
+
+
+class DataParallelTrainer(Trainer):
+    """Trainer over an MPI world; see the module docstring for what differs."""
+
+    def __init__(self, config, run_dir, backend=None, resume=False, progress=True, out=None, overwrite=False,
+                 world=None):
+        self.world = world or get_world()
+        self._set_threads()
+        self._saved_world = None  # (size, [stream state per rank]) of a resumed checkpoint
+        self._rank_streams = None
+        if self.world.rank == 0:
+            try:
+                super().__init__(config, run_dir, backend=backend, resume=resume, progress=progress, out=out,
+                                 overwrite=overwrite)
+            except BaseException:
+                self.world.bcast_object(None, "the start")  # the others stop too, quietly
+                raise
+            tokenizer_dir = self.work_dir / "tokenizer"
+            files = {path.name: path.read_bytes() for path in sorted(tokenizer_dir.iterdir()) if path.is_file()}
+            self.world.bcast_object(files, "the start (the tokenizer)")
+        else:
+            self._start_follower(config, run_dir, backend, out)
+        self.data_parallel = DataParallelStep(self.world, self.model)
+        self._sync_state()
+
+    def _set_threads(self):
+        """OMP_NUM_THREADS = cores / ranks on this machine, unless the user chose."""
+        if "OMP_NUM_THREADS" in os.environ:
+            return
+        try:
+            from .._ext import attention
+
+            attention.set_max_threads(threads_per_rank())
+        except ImportError:
+            pass
+
+    def _start_follower(self, config, run_dir, backend, out):
+        """A rank other than 0: the data, the model and the tokenizer, but no run directory."""
+        self.config, self.run_dir = config, Path(run_dir)
+        self.backend = backends.get(backend) if backend is None or isinstance(backend, str) else backend
+        self.progress, self.out = False, out if out is not None else sys.stdout
+        self.stop_requested, self.stop_signal, self.saving = False, None, False
+        self.step_losses, self.saved_at, self.lock = [], None, None
+        pairs = self._load_data()
+        files = self.world.bcast_object(None, "the start (the tokenizer)")
+        if files is None:
+            raise SystemExit(1)  # rank 0 could not start, and said why
+        # a private directory for the tokenizer that rank 0 trained; nothing else is written
+        self.work_dir = Path(tempfile.mkdtemp(prefix=f"minitransformer-rank{self.world.rank}-"))
+        (self.work_dir / "tokenizer").mkdir()
+        for name, content in files.items():
+            (self.work_dir / "tokenizer" / name).write_bytes(content)
+        self._prepare_data(True, pairs)
+        self._build(False)
+
+    def _sync_state(self):
+        """Rank 0's weights, optimizer state, data position and history, on every rank."""
+        world = self.world
+        broadcast_tensors(world, self.model.params, "the broadcast of the weights")
+        broadcast_tensors(world, self.optimizer.m, "the broadcast of Adam's moments")
+        broadcast_tensors(world, self.optimizer.v, "the broadcast of Adam's moments")
+        names = ("step", "epoch", "batch_index", "elapsed_before", "step_seconds", "tokens_trained", "history",
+                 "saved_at", "evaluated_at")
+        state = world.bcast_object(
+            {"values": {name: getattr(self, name) for name in names}, "window": self.window.state(),
+             "adam_steps": self.optimizer.step_count, "seed": self.rng.seed, "calls": self.rng.calls,
+             "saved_world": self._saved_world},
+            "the broadcast of the training state")
+        if world.rank != 0:
+            for name, value in state["values"].items():
+                setattr(self, name, value)
+            self.window = type(self.window).from_state(state["window"])
+            self.optimizer.step_count = state["adam_steps"]
+        saved_world = state["saved_world"]
+        if saved_world is not None and saved_world[0] == world.size:
+            self.rng = DropoutStream.from_state(saved_world[1][world.rank])  # exactly where this rank was
+        else:
+            self.rng = DropoutStream(rank_stream_seed(state["seed"], world.rank), calls=state["calls"])
+        if saved_world is not None:
+            note = world_size_note(saved_world[0], world.size)
+            if note:
+                self.say(note)
+
+    # --- the hooks of train.py's loop -------------------------------------------------------------
+
+    def say(self, message):
+        if self.world.rank == 0:
+            super().say(message)
+
+    def _resumed(self, state):
+        # the streams of every rank as saved; the note, if any, once the world size is known
+        base = state["rng"]["dropout"]
+        self._saved_world = (int(state.get("world_size", 1)), state["rng"].get("dropout_ranks", [base]))
+
+    def train(self):
+        """The loop of train.py; an error that is this rank's alone ends the job, naming it."""
+        try:
+            return super().train()
+        except TrainingDiverged:
+            if self.world.rank != 0:
+                raise SystemExit(1) from None  # every rank sees the same global loss; rank 0 says it
+            raise
+        except (RunWriteError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:  # noqa: BLE001: anything else is a failure of this rank
+            self.world.fail(f"{type(error).__name__}: {error}")
+
+    def _stop_reason(self, elapsed):
+        reason = super()._stop_reason(elapsed) if self.world.rank == 0 else None
+        return self.world.bcast_object(reason, "the broadcast of whether to stop")
+
+    def _loss_and_grads(self, model, batch, smoothing, rng):
+        self.world.step = self.step + 1
+        _fault_injection(self.world.rank, self.step + 1)
+        return self.data_parallel.loss_and_grads(model, batch, smoothing, rng)
+
+    def _state(self, elapsed):
+        state = super()._state(elapsed)
+        state["world_size"] = self.world.size
+        if self._rank_streams is not None:
+            state["rng"]["dropout_ranks"] = self._rank_streams
+        return state
+
+    def save(self, elapsed):
+        self._rank_streams = self.world.gather_object(self.rng.state(), "the gather of the dropout streams")
+        if self.world.rank == 0:
+            super().save(elapsed)
+        else:
+            self.saved_at = self.step
+
+    def _evaluate_during_training(self, elapsed):
+        if self.world.rank == 0:
+            super()._evaluate_during_training(elapsed)
+        else:
+            self.evaluated_at = self.step
+
+    def _abandon(self):
+        if self.world.rank == 0:
+            super()._abandon()
+        else:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def finish(self):
+        """Rank 0 evaluates and writes the metrics; the others wait for it to end."""
+        if self.world.rank == 0:
+            metrics = super().finish()
+        else:
+            metrics = None
+        self.world.timeout = float("inf")  # the final evaluation may take long; a death is still noticed
+        self.world.barrier("the end of the final evaluation")
+        return metrics
