@@ -48,11 +48,12 @@ def test_merge_of_two_empty_partials_is_zero_not_nan():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
 @pytest.mark.parametrize("case", list(ring_cases()))
-def test_simulated_ring_equals_the_reference_core(case, ranks, dtype):
+@pytest.mark.parametrize("block_size", [2, 128])  # a pair in tiles of 2, or in one tile
+def test_simulated_ring_equals_the_reference_core(case, ranks, dtype, block_size):
     q, k, v, dout, key_valid, causal = ring_cases(dtype)[case]
     expected = reference(q, k, v, dout, key_valid, causal)
-    out, lse = ring_attention_forward_simulated(q, k, v, ranks, key_valid, causal)
-    grads = ring_attention_backward_simulated(dout, q, k, v, out, lse, ranks, key_valid, causal)
+    out, lse = ring_attention_forward_simulated(q, k, v, ranks, key_valid, causal, block_size)
+    grads = ring_attention_backward_simulated(dout, q, k, v, out, lse, ranks, key_valid, causal, block_size)
     for name, got, want in zip(("out", "dq", "dk", "dv"), (out,) + grads, expected):
         assert got.dtype == dtype, f"{name}: {got.dtype}"
         assert_close(f"{case}, {ranks} ranks, {name}", got, want, TOLERANCE[dtype])

@@ -9,7 +9,9 @@ so T need not divide by P). Its output rows need every key block, so the key/val
 travel around a ring: at step s, rank r holds block j = (r − s) mod P, computes attention
 of its queries against it, and hands it to rank r + 1. After P steps every rank has seen
 every block, and nobody ever held more than two blocks of keys (the one in use and the one
-arriving): memory per rank is O(T/P), not O(T).
+arriving). Each pair (Q_r, K_j, V_j) is computed by chapter 8's blocked core
+(layers/blocked_attention.py) in tiles of PAIR_BLOCK, so no (Tr, Sb) matrix of scores is
+held either: memory per rank is O(T/P), not O(T) and not O(T²).
 
 Forward: each block gives a partial result, normalized within the block,
 
@@ -49,10 +51,15 @@ moves the blocks by rotating a list (for the book and the tests); ring_mpi.py ru
 MPI process and moves them with Isend/Irecv, posted before the step's compute.
 """
 
-import math
 from typing import NamedTuple
 
 import numpy as np
+
+from ..layers.blocked_attention import blocked_attention_backward, blocked_attention_forward
+
+# the pair's own blocking (chapter 8): queries and keys in tiles of this many, so that no
+# (Tr, Sb) matrix of scores is ever held and a rank's memory grows like T/P
+PAIR_BLOCK = 128
 
 
 def block_bounds(length, parts):
@@ -96,24 +103,6 @@ def pair_mask(key_valid, q_bounds, k_bounds, causal):
     return False, mask
 
 
-def block_forward(q, k, v, mask):
-    """q (B, H, Tr, Dh), k, v (B, H, Sb, Dh), mask ~(B, 1, Tr, Sb) or None
-    -> out (B, H, Tr, Dh) normalized within the block, lse (B, H, Tr)."""
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = (q @ k.swapaxes(-1, -2)) * scale  # (B, H, Tr, Sb)
-    if mask is not None:
-        scores = np.where(mask, scores, -np.inf)
-    row_max = scores.max(axis=-1, keepdims=True)  # (B, H, Tr, 1)
-    # a row with every key of this block masked: shift by 0, so exp(−∞) = 0 and no NaN
-    shift = np.where(np.isfinite(row_max), row_max, 0.0)  # (B, H, Tr, 1)
-    weights = np.exp(scores - shift)  # (B, H, Tr, Sb)
-    row_sum = weights.sum(axis=-1, keepdims=True)  # (B, H, Tr, 1)
-    seen = row_sum > 0  # (B, H, Tr, 1)
-    out = (weights @ v) / np.where(seen, row_sum, 1.0)  # (B, H, Tr, Dh)
-    lse = np.where(seen, shift + np.log(np.where(seen, row_sum, 1.0)), -np.inf)[..., 0]  # (B, H, Tr)
-    return out.astype(q.dtype, copy=False), lse.astype(q.dtype, copy=False)
-
-
 def merge_partials(out_a, lse_a, out_b, lse_b):
     """Two partial results over disjoint key sets -> the result over their union.
 
@@ -125,35 +114,14 @@ def merge_partials(out_a, lse_a, out_b, lse_b):
     return weight_a * out_a + weight_b * out_b, lse
 
 
-def block_backward(dout, q, k, v, lse, row_dot, mask):
-    """One pair's terms of the gradients, with the global lse (B, H, Tr) and
-    row_dot = rowsum(dO ⊙ O) (B, H, Tr, 1) -> dq, dk, dv terms (shapes of q, k, v)."""
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    # in the forward pass this was: weights = exp(scores − shift), then merged into L
-    scores = (q @ k.swapaxes(-1, -2)) * scale  # (B, H, Tr, Sb)
-    # a row with no allowed key anywhere has L = −∞; shifting it by +∞ gives weights 0
-    shift = np.where(np.isfinite(lse), lse, np.inf)[..., None]  # (B, H, Tr, 1)
-    probs = np.exp(scores - shift)  # (B, H, Tr, Sb): the global softmax's weights
-    if mask is not None:
-        probs = np.where(mask, probs, 0.0)
-    # in the forward pass this was: out = probs @ v
-    dv = probs.swapaxes(-1, -2) @ dout  # (B, H, Sb, Dh)
-    dprobs = dout @ v.swapaxes(-1, -2)  # (B, H, Tr, Sb)
-    dscores = probs * (dprobs - row_dot)  # (B, H, Tr, Sb)
-    # in the forward pass this was: scores = q @ kᵀ · scale
-    dq = (dscores @ k) * scale  # (B, H, Tr, Dh)
-    dk = (dscores.swapaxes(-1, -2) @ q) * scale  # (B, H, Sb, Dh)
-    return dq, dk, dv
-
-
 # --- one rank's state: the same in the simulation and over MPI ---------------------------------
 
 
 class RingForward:
     """Rank ``rank``'s forward: its queries, and the merge of every block seen so far."""
 
-    def __init__(self, q, rank, bounds, causal=False):
-        self.q, self.rank, self.bounds, self.causal = q, rank, bounds, causal
+    def __init__(self, q, rank, bounds, causal=False, block_size=PAIR_BLOCK):
+        self.q, self.rank, self.bounds, self.causal, self.block_size = q, rank, bounds, causal, block_size
         batch, heads, length, head_dim = q.shape
         self.out = np.zeros((batch, heads, length, head_dim), dtype=q.dtype)  # (B, H, Tr, Dh)
         self.lse = np.full((batch, heads, length), -np.inf, dtype=q.dtype)  # (B, H, Tr): nothing seen yet
@@ -163,17 +131,18 @@ class RingForward:
         skip, mask = pair_mask(block.key_valid, self.bounds[self.rank], self.bounds[block.index], self.causal)
         if skip:
             return
-        out, lse = block_forward(self.q, block.k, block.v, mask)  # (B, H, Tr, Dh), (B, H, Tr)
+        # the pair (Q_r, K_j, V_j) is attention of its own: chapter 8's blocked core gives
+        # its output normalized within the block and its log-sum-exp
+        out, lse = blocked_attention_forward(self.q, block.k, block.v, mask, self.block_size)  # (B,H,Tr,Dh), (B,H,Tr)
         self.out, self.lse = merge_partials(self.out, self.lse, out, lse)
 
 
 class RingBackward:
     """Rank ``rank``'s backward: dQ of its queries, and its terms of every block's dK, dV."""
 
-    def __init__(self, dout, q, out, lse, rank, bounds, causal=False):
-        self.dout, self.q, self.lse = dout, q, lse
-        self.rank, self.bounds, self.causal = rank, bounds, causal
-        self.row_dot = (dout * out).sum(axis=-1, keepdims=True)  # (B, H, Tr, 1): D = rowsum(dO ⊙ O)
+    def __init__(self, dout, q, out, lse, rank, bounds, causal=False, block_size=PAIR_BLOCK):
+        self.dout, self.q, self.out, self.lse = dout, q, out, lse
+        self.rank, self.bounds, self.causal, self.block_size = rank, bounds, causal, block_size
         self.dq = np.zeros_like(q)  # (B, H, Tr, Dh)
 
     def step(self, block: KVBlock):
@@ -181,7 +150,10 @@ class RingBackward:
         skip, mask = pair_mask(block.key_valid, self.bounds[self.rank], self.bounds[block.index], self.causal)
         if skip:
             return None
-        dq, dk, dv = block_backward(self.dout, self.q, block.k, block.v, self.lse, self.row_dot, mask)
+        # chapter 8's blocked backward, given the GLOBAL out and lse: it recomputes the global
+        # softmax's weights of this pair, exp(S_rj − L_r), and D_r = rowsum(dO_r ⊙ O_r) from them
+        dq, dk, dv = blocked_attention_backward(self.dout, self.q, block.k, block.v, self.out, self.lse, mask,
+                                                self.block_size)
         self.dq += dq
         return dk, dv
 
@@ -211,12 +183,13 @@ def pass_to_next(items):
     return [items[(rank - 1) % len(items)] for rank in range(len(items))]
 
 
-def ring_attention_forward_simulated(q, k, v, ranks, key_valid=None, causal=False):
+def ring_attention_forward_simulated(q, k, v, ranks, key_valid=None, causal=False, block_size=PAIR_BLOCK):
     """q, k, v (B, H, T, Dh), key_valid (B, T) bool or None, split over ``ranks`` simulated
     ranks -> out (B, H, T, Dh), lse (B, H, T): the blocks of all ranks put back together."""
     bounds = block_bounds(q.shape[2], ranks)
     valid = [None] * ranks if key_valid is None else split_sequence(key_valid, bounds, axis=1)
-    states = [RingForward(q_r, rank, bounds, causal) for rank, q_r in enumerate(split_sequence(q, bounds, axis=2))]
+    states = [RingForward(q_r, rank, bounds, causal, block_size)
+              for rank, q_r in enumerate(split_sequence(q, bounds, axis=2))]
     blocks = [KVBlock(rank, k_r, v_r, valid[rank]) for rank, (k_r, v_r)
               in enumerate(zip(split_sequence(k, bounds, axis=2), split_sequence(v, bounds, axis=2)))]
     for _ in range(ranks):
@@ -228,12 +201,13 @@ def ring_attention_forward_simulated(q, k, v, ranks, key_valid=None, causal=Fals
     return out, lse
 
 
-def ring_attention_backward_simulated(dout, q, k, v, out, lse, ranks, key_valid=None, causal=False):
+def ring_attention_backward_simulated(dout, q, k, v, out, lse, ranks, key_valid=None, causal=False,
+                                      block_size=PAIR_BLOCK):
     """dout (B, H, T, Dh), q, k, v, and out, lse from the forward -> dq, dk, dv (B, H, T, Dh)."""
     bounds = block_bounds(q.shape[2], ranks)
     valid = [None] * ranks if key_valid is None else split_sequence(key_valid, bounds, axis=1)
     dout_r, q_r, out_r, lse_r = (split_sequence(x, bounds, axis=2) for x in (dout, q, out, lse))
-    states = [RingBackward(dout_r[rank], q_r[rank], out_r[rank], lse_r[rank], rank, bounds, causal)
+    states = [RingBackward(dout_r[rank], q_r[rank], out_r[rank], lse_r[rank], rank, bounds, causal, block_size)
               for rank in range(ranks)]
     blocks = [KVBlock(rank, k_r, v_r, valid[rank]) for rank, (k_r, v_r)
               in enumerate(zip(split_sequence(k, bounds, axis=2), split_sequence(v, bounds, axis=2)))]

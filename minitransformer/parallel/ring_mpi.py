@@ -27,7 +27,7 @@ K and V stacked into one (2, B, H, Sb, Dh) array, the padding mask as (B, Sb) ui
 
 import numpy as np
 
-from .ring_attention import KVBlock, RingBackward, RingForward, add_terms, block_bounds
+from .ring_attention import PAIR_BLOCK, KVBlock, RingBackward, RingForward, add_terms, block_bounds
 
 TAG_KV, TAG_VALID, TAG_DKV = 11, 12, 13
 
@@ -69,12 +69,12 @@ class _Hop:
         return KVBlock(self.index, self.kv_in[0], self.kv_in[1], valid)
 
 
-def ring_attention_forward_mpi(comm, q, k, v, total_len, key_valid=None, causal=False):
+def ring_attention_forward_mpi(comm, q, k, v, total_len, key_valid=None, causal=False, block_size=PAIR_BLOCK):
     """This rank's q, k, v (B, H, Tr, Dh), key_valid (B, Tr) bool or None
     -> this rank's out (B, H, Tr, Dh), lse (B, H, Tr)."""
     bounds = _check_block(comm, q, total_len)
     size, rank = comm.Get_size(), comm.Get_rank()
-    state = RingForward(q, rank, bounds, causal)
+    state = RingForward(q, rank, bounds, causal, block_size)
     block = KVBlock(rank, k, v, key_valid)
     for step in range(size):
         # post the hop of this block before computing on it
@@ -85,7 +85,8 @@ def ring_attention_forward_mpi(comm, q, k, v, total_len, key_valid=None, causal=
     return state.out, state.lse
 
 
-def ring_attention_backward_mpi(comm, dout, q, k, v, out, lse, total_len, key_valid=None, causal=False):
+def ring_attention_backward_mpi(comm, dout, q, k, v, out, lse, total_len, key_valid=None, causal=False,
+                                block_size=PAIR_BLOCK):
     """This rank's dout, q, k, v, out (B, H, Tr, Dh) and lse (B, H, Tr) from the forward
     -> this rank's dq, dk, dv (B, H, Tr, Dh)."""
     from mpi4py import MPI
@@ -93,7 +94,7 @@ def ring_attention_backward_mpi(comm, dout, q, k, v, out, lse, total_len, key_va
     bounds = _check_block(comm, q, total_len)
     size, rank = comm.Get_size(), comm.Get_rank()
     right, left = (rank + 1) % size, (rank - 1) % size
-    state = RingBackward(dout, q, out, lse, rank, bounds, causal)
+    state = RingBackward(dout, q, out, lse, rank, bounds, causal, block_size)
     block = KVBlock(rank, k, v, key_valid)
     incoming = None  # the accumulator of the block in use, arriving from rank − 1 (none at step 0)
     sent = None

@@ -21,8 +21,9 @@ for name, (q, k, v, dout, key_valid, causal) in ring_cases().items():
     start, stop = block_bounds(q.shape[2], size)[rank]
     mine = lambda x: np.ascontiguousarray(x[:, :, start:stop])  # noqa: E731
     valid = None if key_valid is None else np.ascontiguousarray(key_valid[:, start:stop])
-    out, lse = ring_attention_forward_mpi(comm, mine(q), mine(k), mine(v), q.shape[2], valid, causal)
-    grads = ring_attention_backward_mpi(comm, mine(dout), mine(q), mine(k), mine(v), out, lse, q.shape[2], valid, causal)
+    out, lse = ring_attention_forward_mpi(comm, mine(q), mine(k), mine(v), q.shape[2], valid, causal, block_size=3)
+    grads = ring_attention_backward_mpi(comm, mine(dout), mine(q), mine(k), mine(v), out, lse, q.shape[2], valid, causal,
+                                        block_size=3)
     for label, piece in zip(("out", "lse", "dq", "dk", "dv"), (out, lse) + grads):
         gathered = comm.gather(piece, root=0)
         if rank == 0:
