@@ -21,15 +21,15 @@ this rank has added its terms, so each step computes its terms into fresh arrays
 accumulator of the same block is still arriving from rank − 1, then waits for it, adds,
 and sends it on; after the last step one more hop brings every accumulator home.
 
-Messages are plain contiguous NumPy buffers (mpi4py's upper-case Isend/Irecv, no pickling):
-K and V stacked into one (2, B, H, Sb, Dh) array, the padding mask as (B, Sb) uint8.
+Messages are plain contiguous NumPy buffers (mpi4py's upper-case Isend/Irecv, no pickling,
+no copies): K, V, dK and dV as (B, H, Sb, Dh) arrays, the padding mask as (B, Sb) uint8.
 """
 
 import numpy as np
 
-from .ring_attention import PAIR_BLOCK, KVBlock, RingBackward, RingForward, add_terms, block_bounds
+from .ring_attention import PAIR_BLOCK, KVBlock, RingBackward, RingForward, block_bounds
 
-TAG_KV, TAG_VALID, TAG_DKV = 11, 12, 13
+TAG_K, TAG_V, TAG_VALID, TAG_DK, TAG_DV = 11, 12, 13, 14, 15
 
 
 def _check_block(comm, x, total_len):
@@ -42,7 +42,8 @@ def _check_block(comm, x, total_len):
 
 
 class _Hop:
-    """One hop of one block: posted at once, waited on later."""
+    """One hop of one block: posted at once, waited on later. K and V go as they are (no
+    copy: the block is held until the hop is waited on), into fresh arrays for the next."""
 
     def __init__(self, comm, block, bounds, with_valid):
         size, rank = comm.Get_size(), comm.Get_rank()
@@ -50,15 +51,16 @@ class _Hop:
         self.index = (block.index - 1) % size  # what rank − 1 holds now: the block we get next
         start, stop = bounds[self.index]
         batch, heads, _, head_dim = block.k.shape
-        self.kv_out = np.ascontiguousarray(np.stack([block.k, block.v]))  # (2, B, H, Sb, Dh)
-        self.kv_in = np.empty((2, batch, heads, stop - start, head_dim), dtype=block.k.dtype)  # (2, B, H, Sb', Dh)
-        self.requests = [comm.Isend(self.kv_out, dest=right, tag=TAG_KV),
-                         comm.Irecv(self.kv_in, source=left, tag=TAG_KV)]
+        self.sent = [np.ascontiguousarray(block.k), np.ascontiguousarray(block.v)]  # (B, H, Sb, Dh) each
+        self.k_in, self.v_in = (np.empty((batch, heads, stop - start, head_dim), dtype=block.k.dtype)
+                                for _ in range(2))  # (B, H, Sb', Dh)
+        self.requests = [comm.Isend(self.sent[0], dest=right, tag=TAG_K), comm.Isend(self.sent[1], dest=right, tag=TAG_V),
+                         comm.Irecv(self.k_in, source=left, tag=TAG_K), comm.Irecv(self.v_in, source=left, tag=TAG_V)]
         self.valid_in = None
         if with_valid:
-            self.valid_out = np.ascontiguousarray(block.key_valid, dtype=np.uint8)  # (B, Sb)
+            self.sent.append(np.ascontiguousarray(block.key_valid, dtype=np.uint8))  # (B, Sb)
             self.valid_in = np.empty((batch, stop - start), dtype=np.uint8)  # (B, Sb')
-            self.requests += [comm.Isend(self.valid_out, dest=right, tag=TAG_VALID),
+            self.requests += [comm.Isend(self.sent[2], dest=right, tag=TAG_VALID),
                               comm.Irecv(self.valid_in, source=left, tag=TAG_VALID)]
 
     def wait(self):
@@ -66,7 +68,19 @@ class _Hop:
 
         MPI.Request.Waitall(self.requests)
         valid = None if self.valid_in is None else self.valid_in.astype(bool)
-        return KVBlock(self.index, self.kv_in[0], self.kv_in[1], valid)
+        return KVBlock(self.index, self.k_in, self.v_in, valid)
+
+
+def _post_accumulator(comm, accumulator, incoming_shape):
+    """Send (dk, dv) to rank + 1 and post the receive of the next pair from rank − 1."""
+    size, rank = comm.Get_size(), comm.Get_rank()
+    right, left = (rank + 1) % size, (rank - 1) % size
+    received = tuple(np.empty(incoming_shape, dtype=accumulator[0].dtype) for _ in range(2))  # (B, H, Sb', Dh)
+    sent = (accumulator, [comm.Isend(accumulator[0], dest=right, tag=TAG_DK),
+                          comm.Isend(accumulator[1], dest=right, tag=TAG_DV)])
+    incoming = (received, [comm.Irecv(received[0], source=left, tag=TAG_DK),
+                           comm.Irecv(received[1], source=left, tag=TAG_DV)])
+    return sent, incoming
 
 
 def ring_attention_forward_mpi(comm, q, k, v, total_len, key_valid=None, causal=False, block_size=PAIR_BLOCK):
@@ -93,30 +107,25 @@ def ring_attention_backward_mpi(comm, dout, q, k, v, out, lse, total_len, key_va
 
     bounds = _check_block(comm, q, total_len)
     size, rank = comm.Get_size(), comm.Get_rank()
-    right, left = (rank + 1) % size, (rank - 1) % size
+    batch, heads, _, head_dim = q.shape
     state = RingBackward(dout, q, out, lse, rank, bounds, causal, block_size)
     block = KVBlock(rank, k, v, key_valid)
-    incoming = None  # the accumulator of the block in use, arriving from rank − 1 (none at step 0)
-    sent = None
+    sent = incoming = None  # the accumulator of the block in use arrives from rank − 1 (none at step 0)
     for step in range(size):
         hop = _Hop(comm, block, bounds, key_valid is not None) if step < size - 1 else None
-        terms = state.step(block)  # (dk, dv) of this rank, or None for a skipped pair
-        if incoming is None:
-            accumulator = (np.zeros_like(block.k), np.zeros_like(block.v))
+        terms = state.step(block)  # this rank's (dk, dv) of the block, or None for a skipped pair
+        if incoming is None:  # step 0: the accumulator starts here, at its owner, as this rank's terms
+            accumulator = terms if terms is not None else (np.zeros_like(block.k), np.zeros_like(block.v))
         else:
             MPI.Request.Waitall(incoming[1])
-            accumulator = (incoming[0][0], incoming[0][1])
-        accumulator = add_terms(accumulator, terms)
+            accumulator = incoming[0]
+            if terms is not None:  # in place: the received arrays are this rank's to change
+                accumulator[0][...] += terms[0]
+                accumulator[1][...] += terms[1]
         if sent is not None:
-            MPI.Request.Waitall(sent[1])  # the previous send's buffer may be reused only now
-        # send this block's accumulator on, and post the receive of the next one
-        out_buffer = np.ascontiguousarray(np.stack(accumulator))  # (2, B, H, Sb, Dh)
-        next_index = (block.index - 1) % size
-        start, stop = bounds[next_index]
-        batch, heads, _, head_dim = q.shape
-        in_buffer = np.empty((2, batch, heads, stop - start, head_dim), dtype=out_buffer.dtype)  # (2, B, H, Sb', Dh)
-        sent = (out_buffer, [comm.Isend(out_buffer, dest=right, tag=TAG_DKV)])
-        incoming = (in_buffer, [comm.Irecv(in_buffer, source=left, tag=TAG_DKV)])
+            MPI.Request.Waitall(sent[1])  # the previous accumulator's buffers are free only now
+        start, stop = bounds[(block.index - 1) % size]  # the block of the next step (last: our own)
+        sent, incoming = _post_accumulator(comm, accumulator, (batch, heads, stop - start, head_dim))
         if hop is not None:
             block = hop.wait()
     # the last hop brought this rank's own accumulator home
