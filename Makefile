@@ -62,7 +62,7 @@ translate: setup
 	$(BIN)/minitransformer translate "$(TEXT)"
 
 # The benchmarks compare against PyTorch, installed on demand (never needed by the tests).
-bench: setup
+bench: setup mpi
 	$(BIN)/python -c "import torch, threadpoolctl" 2>/dev/null || $(BIN)/python -m pip install --quiet "torch==2.13.0" "threadpoolctl>=3.1" \
 		|| echo "make bench: PyTorch could not be installed; the peer columns are left out"
 	$(BIN)/python bench/run_all.py

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import backends
+from ..arrays import array_module, to_numpy
 from ..layers.dropout import MASK_64, DropoutStream, splitmix64
 from ..train import RunWriteError, Trainer, TrainingDiverged
 from .data_parallel import DataParallelStep
@@ -74,16 +75,18 @@ def _fault_injection(rank, step):
 
 
 def broadcast_tensors(world, tensors, what):
-    """Rank 0's values of a dict of arrays, on every rank, in one flat message."""
+    """Rank 0's values of a dict of arrays (NumPy or CuPy), on every rank, in one flat
+    message (through the host: it happens once, at the start)."""
     keys = list(tensors)
     if not keys:
         return
-    flat = np.concatenate([np.asarray(tensors[key]).reshape(-1) for key in keys])  # (n,)
+    flat = np.concatenate([to_numpy(tensors[key]).reshape(-1) for key in keys])  # (n,)
     world.bcast_array(flat, what)
     start = 0
     for key in keys:
         size = tensors[key].size
-        tensors[key][...] = flat[start : start + size].reshape(tensors[key].shape)
+        xp = array_module(tensors[key])
+        tensors[key][...] = xp.asarray(flat[start : start + size].reshape(tensors[key].shape))
         start += size
 
 
@@ -108,8 +111,16 @@ class DataParallelTrainer(Trainer):
             self.world.bcast_object(files, "the start (the tokenizer)")
         else:
             self._start_follower(config, run_dir, backend, out)
-        self.data_parallel = DataParallelStep(self.world, self.model)
+        self.data_parallel = DataParallelStep(self._gradient_world(), self.model)
         self._sync_state()
+
+    def _gradient_world(self):
+        """The world the gradients are summed in: MPI's, or NCCL's on the CuPy backend."""
+        if self.backend.name != "cupy":
+            return self.world
+        from .nccl import NcclWorld
+
+        return NcclWorld(self.world)
 
     def _set_threads(self):
         """OMP_NUM_THREADS = cores / ranks on this machine, unless the user chose."""
