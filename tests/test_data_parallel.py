@@ -150,6 +150,16 @@ def test_an_exception_on_a_rank_ends_the_job_with_one_line(tiny_run_config, tmp_
     assert "Traceback" not in failed.stderr
 
 
+def test_a_rank_that_stops_answering_ends_the_job_at_the_timeout(tiny_run_config, tmp_path):
+    started = time.monotonic()
+    hung = train_over_mpi(tiny_run_config, tmp_path, tmp_path / "hung", check=False,
+                          env={"MINITRANSFORMER_HANG_RANK_AT_STEP": "1:2", "MINITRANSFORMER_MPI_TIMEOUT": "5"})
+    assert time.monotonic() - started < FAULT_SECONDS
+    assert hung.returncode != 0
+    lines = [line for line in hung.stderr.splitlines() if line.startswith("minitransformer: rank 0 of 2: no answer")]
+    assert len(lines) == 1 and "within 5 s in the gradient all-reduce of step 2" in lines[0], hung.stderr
+
+
 def test_resuming_on_another_world_size_says_so(tiny_run_config, tmp_path):
     train_over_mpi(replace(tiny_run_config, max_steps=3), tmp_path, tmp_path / "run")
     out = io.StringIO()

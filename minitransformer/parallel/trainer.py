@@ -31,6 +31,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ from .world import get_world, threads_per_rank
 # fault injection for the tests: "RANK:STEP" makes that rank fail at the start of that step
 KILL_VAR = "MINITRANSFORMER_KILL_RANK_AT_STEP"  # SIGKILL itself (as the OOM killer would)
 RAISE_VAR = "MINITRANSFORMER_FAIL_RANK_AT_STEP"  # raise an exception
+HANG_VAR = "MINITRANSFORMER_HANG_RANK_AT_STEP"  # stop answering, alive (a deadlock, a stuck file system)
 
 
 def trainer_class():
@@ -66,11 +68,13 @@ def world_size_note(saved_size, size):
 
 
 def _fault_injection(rank, step):
-    for variable, action in ((KILL_VAR, "kill"), (RAISE_VAR, "raise")):
+    for variable, action in ((KILL_VAR, "kill"), (RAISE_VAR, "raise"), (HANG_VAR, "hang")):
         wanted = os.environ.get(variable)
         if wanted and tuple(int(x) for x in wanted.split(":")) == (rank, step):
             if action == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if action == "hang":
+                time.sleep(3600)
             raise RuntimeError(f"{variable}={wanted}: the injected failure")
 
 
@@ -99,6 +103,9 @@ class DataParallelTrainer(Trainer):
         self._set_threads()
         self._saved_world = None  # (size, [stream state per rank]) of a resumed checkpoint
         self._rank_streams = None
+        # rank 0's start (a tokenizer to train on a large corpus) may take longer than any
+        # timeout: the others wait for it without one, a dead rank 0 still noticed
+        timeout, self.world.timeout = self.world.timeout, float("inf")
         if self.world.rank == 0:
             try:
                 super().__init__(config, run_dir, backend=backend, resume=resume, progress=progress, out=out,
@@ -113,6 +120,7 @@ class DataParallelTrainer(Trainer):
             self._start_follower(config, run_dir, backend, out)
         self.data_parallel = DataParallelStep(self._gradient_world(), self.model)
         self._sync_state()
+        self.world.timeout = timeout
 
     def _gradient_world(self):
         """The world the gradients are summed in: MPI's, or NCCL's on the CuPy backend."""
@@ -232,6 +240,16 @@ class DataParallelTrainer(Trainer):
             super()._evaluate_during_training(elapsed)
         else:
             self.evaluated_at = self.step
+        # an evaluation may outlast the collectives' timeout: wait for it without one (a
+        # dead rank 0 is still noticed)
+        self._wait_without_timeout("the evaluation on rank 0")
+
+    def _wait_without_timeout(self, what):
+        timeout, self.world.timeout = self.world.timeout, float("inf")
+        try:
+            self.world.barrier(what)
+        finally:
+            self.world.timeout = timeout
 
     def _abandon(self):
         if self.world.rank == 0:
@@ -245,6 +263,5 @@ class DataParallelTrainer(Trainer):
             metrics = super().finish()
         else:
             metrics = None
-        self.world.timeout = float("inf")  # the final evaluation may take long; a death is still noticed
-        self.world.barrier("the end of the final evaluation")
+        self._wait_without_timeout("the final evaluation on rank 0")
         return metrics

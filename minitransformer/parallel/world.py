@@ -41,6 +41,7 @@ LOCAL_SIZE_VARS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
 TIMEOUT_VAR = "MINITRANSFORMER_MPI_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
 POLL_SECONDS = 0.5
+SPIN_SECONDS = 0.5
 
 
 def launched_size():
@@ -133,7 +134,7 @@ class MPIWorld:
     def wait(self, request, what):
         """Wait for a non-blocking request; a dead peer or the timeout ends every rank."""
         started = time.monotonic()
-        pause, last_check = 1e-5, started
+        last_check = started
         while not request.Test():
             now = time.monotonic()
             if now - last_check >= POLL_SECONDS:
@@ -147,9 +148,10 @@ class MPIWorld:
                     self.abort(f"rank {self.rank} of {self.size}: no answer from the other ranks within "
                                f"{self.timeout:g} s in {self._where(what)} (a rank is stuck or unreachable; "
                                f"${TIMEOUT_VAR} sets the limit); stopping every rank")
-            # spin briefly (a step's all-reduce is usually quick), then back off to 10 ms
-            time.sleep(pause)
-            pause = min(pause * 2, 0.01)
+            # MPICH advances a non-blocking collective only inside calls like Test, so for the
+            # first SPIN_SECONDS test without pause (a step's all-reduce is usually done by
+            # then); after that, a rank waiting for a slow one sleeps between tests
+            time.sleep(0 if now - started < SPIN_SECONDS else 0.01)
 
     def abort(self, message, code=1):
         """One line on stderr, then MPI_Abort: every rank ends."""
