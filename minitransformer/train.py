@@ -5,6 +5,7 @@
     minitransformer train --data pairs.tsv --minutes 5  # any English<TAB>French file: runs/toy-pairs/
     minitransformer train --resume                      # continue runs/toy/ exactly where it stopped
     minitransformer train --backend numpy --seed 1 --out runs/seed1
+    make train NP=2                                     # data parallel over 2 MPI processes: parallel/trainer.py
 
     from minitransformer.configs import TOY
     from minitransformer.train import Trainer
@@ -807,8 +808,8 @@ def run(args):
     config, run_dir = config_from_args(args)
     from .parallel.trainer import trainer_class  # Trainer, or its data-parallel form under mpiexec
 
-    trainer = trainer_class()(config, run_dir, backend=args.backend, resume=args.resume, progress=not args.no_progress,
-                      overwrite=getattr(args, "overwrite", False))
+    trainer = trainer_class()(config, run_dir, backend=args.backend, resume=args.resume,
+                              progress=not args.no_progress, overwrite=getattr(args, "overwrite", False))
     reason = trainer.train()
     if reason == "interrupted":
         return EXIT_CODES.get(trainer.stop_signal, 130)

@@ -5,6 +5,7 @@
     ring_mpi.py         the same algorithm over MPI, each hop posted before its step's compute
     world.py            the world of ranks: MPI when started by mpiexec, else a world of one;
                         collectives with a timeout, and the one-line message of a failed rank
+    launch.py           starts mpiexec with cores/P threads per rank, and names a rank that dies
     data_parallel.py    data parallel: token-balanced shards, one flat all-reduce, the loss
                         normalized by the global token count
     trainer.py          the Trainer of train.py, spread over the ranks of the world
