@@ -53,6 +53,18 @@ def test_simulated_ranks_equal_one_process(ranks):
     assert_grads_close(f"{ranks} simulated ranks", model.grads, expected)
 
 
+def test_the_launcher_turns_the_pid_mpiexec_reports_into_a_rank(tmp_path):
+    from minitransformer.parallel.launch import who_died
+
+    (tmp_path / "rank-0").write_text("4241")
+    (tmp_path / "rank-1").write_text("4242")
+    report = "=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES\n=   PID 4242 RUNNING AT vm\n=   EXIT CODE: 9\n"
+    assert who_died(report, tmp_path, 2) == (
+        "minitransformer: rank 1 of 2 (pid 4242) died without a word (signal 9: SIGKILL, as the out-of-memory "
+        "killer sends); mpiexec stopped every rank")
+    assert who_died("Abort(1) on node 1", tmp_path, 2) is None  # a rank that said why itself
+
+
 def test_two_ranks_over_mpi_equal_one_process(tmp_path):
     model, batch, smoothing = data_parallel_case()
     expected_loss, expected = single_process(model, batch, smoothing)
