@@ -44,7 +44,7 @@ def build_parser():
     train_parser = commands.add_parser("train", help="train a model (see minitransformer/train.py)")
     train.add_arguments(train_parser)
     _add_backend_argument(train_parser)
-    train_parser.set_defaults(run=train.run)
+    train_parser.set_defaults(run=_run_train)
 
     # imported here, when the parser is built, not when this module is: `import
     # minitransformer.cli` stays light
@@ -59,6 +59,14 @@ def build_parser():
     add_translate_arguments(translate_parser)
     translate_parser.set_defaults(run=run_translate)
     return parser
+
+
+def _run_train(args):
+    """`minitransformer train`, by the Trainer or, under mpiexec, its data-parallel form."""
+    from . import train
+    from .parallel.trainer import trainer_class
+
+    return train.run(args, trainer_class())
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):

@@ -500,7 +500,7 @@ class Trainer:
 
     def _resumed(self, state):
         """A checkpoint saved by several ranks (parallel/trainer.py) resumes here with a note."""
-        from .parallel.trainer import world_size_note
+        from .parallel.world import world_size_note
 
         note = world_size_note(state.get("world_size", 1), 1)
         if note:
@@ -802,14 +802,13 @@ def config_from_args(args):
     return replace(config, **overrides), run_dir
 
 
-def run(args):
+def run(args, trainer_class=Trainer):
     """`minitransformer train`: train, then evaluate; returns the exit code: 0 when done,
-    130 after Ctrl-C, 143 after SIGTERM (both saved a checkpoint first)."""
+    130 after Ctrl-C, 143 after SIGTERM (both saved a checkpoint first). ``trainer_class``:
+    Trainer, or under mpiexec parallel/trainer.py's DataParallelTrainer (cli.py chooses)."""
     config, run_dir = config_from_args(args)
-    from .parallel.trainer import trainer_class  # Trainer, or its data-parallel form under mpiexec
-
-    trainer = trainer_class()(config, run_dir, backend=args.backend, resume=args.resume,
-                              progress=not args.no_progress, overwrite=getattr(args, "overwrite", False))
+    trainer = trainer_class(config, run_dir, backend=args.backend, resume=args.resume, progress=not args.no_progress,
+                            overwrite=getattr(args, "overwrite", False))
     reason = trainer.train()
     if reason == "interrupted":
         return EXIT_CODES.get(trainer.stop_signal, 130)

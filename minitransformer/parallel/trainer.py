@@ -41,7 +41,7 @@ from ..arrays import array_module, to_numpy
 from ..layers.dropout import MASK_64, DropoutStream, splitmix64
 from ..train import RunWriteError, Trainer, TrainingDiverged
 from .data_parallel import DataParallelStep
-from .world import get_world, threads_per_rank
+from .world import get_world, threads_per_rank, world_size_note
 
 # fault injection for the tests: "RANK:STEP" makes that rank fail at the start of that step
 KILL_VAR = "MINITRANSFORMER_KILL_RANK_AT_STEP"  # SIGKILL itself (as the OOM killer would)
@@ -57,14 +57,6 @@ def trainer_class():
 def rank_stream_seed(seed, rank):
     """The dropout stream's seed for ``rank``: rank 0 keeps the single-process seed."""
     return seed if rank == 0 else splitmix64((seed + rank) & MASK_64)
-
-
-def world_size_note(saved_size, size):
-    """The note for a run resumed on another number of ranks, or None."""
-    if saved_size == size:
-        return None
-    return (f"note: this run was saved by {saved_size} rank(s) and resumes on {size}: the batches are shared out "
-            "differently and the dropout streams start anew, so it will not repeat the uninterrupted run exactly")
 
 
 def _fault_injection(rank, step):

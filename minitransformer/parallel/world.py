@@ -72,6 +72,14 @@ def say_once(world, message, file=None):
         print(message, file=file if file is not None else sys.stdout, flush=True)
 
 
+def world_size_note(saved_size, size):
+    """The note for a run resumed on another number of ranks, or None."""
+    if saved_size == size:
+        return None
+    return (f"note: this run was saved by {saved_size} rank(s) and resumes on {size}: the batches are shared out "
+            "differently and the dropout streams start anew, so it will not repeat the uninterrupted run exactly")
+
+
 class SingleWorld:
     """A world of one: every collective is the identity (what a run without mpiexec uses)."""
 
