@@ -178,7 +178,7 @@ def figure_softmax_scaling(path):
 def figure_vector_attention(path):
     """Chapter 3: the weights of one query after training on the left/self/right stencil,
     one weight per key (scalar, G = 1) against one weight per key and channel (G = C = 3)."""
-    settings = SimpleNamespace(steps=400, batch=16, length=10, hidden=16, lr=0.03)
+    settings = SimpleNamespace(steps=150, batch=16, length=10, hidden=16, lr=0.03)
     queries, keys, values, _ = vector.stencil_batch(1, settings.length, np.random.default_rng(0))
     middle = queries.shape[1] // 2
     query_position = int(queries[0, middle, 0])
@@ -208,9 +208,9 @@ def figure_vector_attention(path):
 
 
 def figure_local_vs_global(path):
-    """Chapter 3: which keys each query may see, globally, in a band of half-width 2, and
+    """Chapter 3: which keys each query may see, globally, in a band of half-width 1, and
     the band combined with the decoder's causal mask."""
-    length, window = 12, 2
+    length, window = 8, 1  # the sizes of the chapter's code block
     masks = [
         ("global (the paper)", np.ones((length, length), dtype=bool)),
         (f"local, |t − s| ≤ {window}", local_mask(length, length, window)[0, 0]),
