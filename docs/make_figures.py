@@ -305,8 +305,9 @@ def figure_masks(path):
 def figure_blocked_attention(path):
     """Chapter 8: the tiles of a causal 16 × 16 attention matrix in blocks of 4 (computed
     whole, computed with some entries masked, or skipped by the compiled kernel); and the
-    online softmax of one query row: the weights its running max m and sum l stand for
-    after each block of keys, which the next block with a larger score rescales."""
+    online softmax of the chapter's row of 10 scores in blocks of 4: the weights its running
+    max m and sum l stand for after each block of keys, which the next block with a larger
+    score rescales."""
     length, block = 16, 4
     mask = causal_mask(length)[0, 0]  # (T, S)
     n_blocks = length // block
@@ -338,23 +339,23 @@ def figure_blocked_attention(path):
     tile_axes.set_title(f"causal mask, T = S = {length}, blocks of {block}: {counts['whole']} whole, "
                         f"{counts['partly masked']} in part, {counts['skipped']} skipped", fontsize=10)  # fmt: skip
 
-    # one query that sees all 16 keys; its scores come from random q and k, as in the core
-    rng = np.random.default_rng(1)  # a row whose running maximum rises in every block
-    head_width = 8
-    q = rng.standard_normal((1, 1, 1, head_width))  # (B, H, T=1, Dh)
-    k = 1.3 * rng.standard_normal((1, 1, length, head_width))  # (B, H, S, Dh)
-    v = rng.standard_normal((1, 1, length, head_width))  # (B, H, S, Dh)
-    scores = (q @ k.swapaxes(-1, -2))[0, 0, 0] / math.sqrt(head_width)  # (S,)
-    implied = np.full((n_blocks, length), np.nan)  # (blocks seen, S): blank where not seen yet
+    # the chapter's code block: one row of 10 scores q·k/√Dh, in key blocks of 4 (4, 4, 2).
+    # With Dh = 1 and q = 1 the keys are the scores themselves, so the blocked core sees them.
+    scores = np.array([0.5, -1.0, 1.2, 0.3, 2.0, -0.4, 0.1, 1.1, 3.1, -2.0])  # (S,)
+    n_keys, n_row_blocks = len(scores), math.ceil(len(scores) / block)
+    q = np.ones((1, 1, 1, 1))  # (B, H, T=1, Dh=1)
+    k = scores.reshape(1, 1, n_keys, 1)  # (B, H, S, Dh)
+    v = np.random.default_rng(1).standard_normal((1, 1, n_keys, 1))  # (B, H, S, Dh): not plotted
+    implied = np.full((n_row_blocks, n_keys), np.nan)  # (blocks seen, S): blank where not seen yet
     labels, running_maxima, running_sums = [], [], []
-    for seen in range(1, n_blocks + 1):
-        end = seen * block
-        # the blocked core over the keys seen so far keeps L = m + log l for this row
+    for seen in range(1, n_row_blocks + 1):
+        end = min(seen * block, n_keys)
+        # the blocked core over the keys seen so far keeps lse = m + log l for this row
         _, logsumexp = blocked_attention_forward(q, k[:, :, :end], v[:, :, :end], block_size=block)
         running_max = scores[:end].max()
         running_sum = math.exp(float(logsumexp[0, 0, 0]) - running_max)
         implied[seen - 1, :end] = np.exp(scores[:end] - logsumexp[0, 0, 0])
-        labels.append(f"after block {seen}:  m = {running_max:.2f},  l = {running_sum:.2f}")
+        labels.append(f"after keys 0–{end - 1}:  m = {running_max:.2f},  l = {running_sum:.3f}")
         running_maxima.append(running_max)
         running_sums.append(running_sum)
     final = masked_softmax(scores, None)  # (S,): the plain softmax of the whole row
@@ -363,12 +364,12 @@ def figure_blocked_attention(path):
     for (row, column), value in np.ndenumerate(implied):
         if not np.isnan(value):
             row_axes.text(column, row, f"{value:.2f}".lstrip("0"), ha="center", va="center", fontsize=7.5)
-    for boundary in range(block, length, block):
+    for boundary in range(block, n_keys, block):
         row_axes.axvline(boundary - 0.5, color="0.3", lw=1)
-    row_axes.set_yticks(range(n_blocks), labels, fontsize=8.5)
-    row_axes.set_xticks(range(length), [f"{score:.1f}" for score in scores], fontsize=7.5)
-    row_axes.set_xlabel("the row's 16 keys, labelled with their scores q·k/√Dh")
-    row_axes.set_title("one row's online softmax: exp(s − m) / l over the keys seen so far\n"
+    row_axes.set_yticks(range(n_row_blocks), labels, fontsize=8.5)
+    row_axes.set_xticks(range(n_keys), [f"{score:.1f}" for score in scores], fontsize=8)
+    row_axes.set_xlabel("the row's 10 keys (the chapter's code block), labelled with their scores q·k/√Dh")
+    row_axes.set_title("one row's online softmax: exp(e − m) / l over the keys seen so far\n"
                        "(the last row is the plain softmax of the whole row)", fontsize=10)  # fmt: skip
     save(figure, path)
     return {"mask": mask, "tile_kinds": tile_kinds, "counts": counts, "scores": scores, "implied_weights": implied,
