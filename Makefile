@@ -12,6 +12,7 @@
 #   make why-attention         RNNenc vs RNNsearch vs Transformer by sentence length (about 20 minutes)
 #   make data                  regenerate the toy corpus, its long-sentence split and the shapes images in data/ (identically)
 #   make figures               redraw the figures of docs/
+#   make notebooks             regenerate docs/notebooks/ from the chapters (jupytext)
 #   make zoo                   run the demos of the attention variants (minitransformer/zoo/)
 #   make vision                train the CNN with each vision attention module (bench/results/vision.md)
 
@@ -27,7 +28,7 @@ OVERWRITE ?=
 TEXT   ?= the black cat sleeps .
 PYTEST_ARGS ?=
 
-.PHONY: setup test train translate bench data figures zoo vision why-attention clean
+.PHONY: setup test train translate bench data figures notebooks zoo vision why-attention clean
 
 setup: $(STAMP)
 
@@ -65,6 +66,10 @@ data: setup
 
 figures: setup
 	$(BIN)/python docs/make_figures.py
+
+# every chapter of docs/ as a Jupyter notebook in docs/notebooks/, generated, never edited
+notebooks: setup
+	$(BIN)/python docs/make_notebooks.py
 
 zoo: setup
 	for demo in kernel_regression scoring additive cosine vector; do \
