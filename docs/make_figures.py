@@ -162,9 +162,9 @@ def figure_softmax_scaling(path):
                                    ("scaled by 1/√d_k", lambda d: 1 / math.sqrt(d), "tab:blue")):  # fmt: skip
         largest = []
         for d in widths:
-            q = rng.standard_normal((trials, 1, d))  # (N, 1, Dh)
-            k = rng.standard_normal((trials, n_keys, d))  # (N, S, Dh)
-            weights = masked_softmax((q @ k.swapaxes(-1, -2)) * scale_of(d), None)  # (N, 1, S)
+            q = rng.standard_normal((trials, 1, d))  # (trials, 1, Dh)
+            k = rng.standard_normal((trials, n_keys, d))  # (trials, S, Dh)
+            weights = masked_softmax((q @ k.swapaxes(-1, -2)) * scale_of(d), None)  # (trials, 1, S)
             largest.append(weights.max(axis=-1).mean())
         data["mean_largest_weight"][label] = largest
         width_axes.plot(widths, largest, "o-", color=color, label=label)
@@ -459,9 +459,9 @@ def train_tiny_translator():
              for adjective, noun, verb in itertools.product(TINY_ADJECTIVES, TINY_NOUNS, TINY_VERBS)]  # fmt: skip
     vocabulary = WordVocabulary([english for english, _ in pairs], [french for _, french in pairs])
     train = [(english, french) for english, french in pairs if english != TINY_HELD_OUT]
-    src = pad_sequences([vocabulary.encode_src(english) for english, _ in train], 0)  # (N, S)
-    tgt_in = pad_sequences([[2] + vocabulary.encode_tgt(french) for _, french in train], 0)  # (N, T)
-    tgt_out = pad_sequences([vocabulary.encode_tgt(french) + [3] for _, french in train], 0)  # (N, T)
+    src = pad_sequences([vocabulary.encode_src(english) for english, _ in train], 0)  # (pairs, S)
+    tgt_in = pad_sequences([[2] + vocabulary.encode_tgt(french) for _, french in train], 0)  # (pairs, T)
+    tgt_out = pad_sequences([vocabulary.encode_tgt(french) + [3] for _, french in train], 0)  # (pairs, T)
     config = ModelConfig(src_vocab_size=len(vocabulary.source_words), tgt_vocab_size=len(vocabulary.target_words),
                          d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, dropout=0.0,
                          max_len=16, dtype="float64")  # fmt: skip
