@@ -247,7 +247,8 @@ def test_each_notebook_runs_headless(path, monkeypatch):
 
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=120, kernel_name="python3",
+    # generous limits: on a machine shared with other jobs a kernel has taken over 60 s to start
+    client = NotebookClient(notebook, timeout=300, startup_timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
     client.execute()  # raises CellExecutionError, with the cell and the traceback, on any failure
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
