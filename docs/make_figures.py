@@ -46,6 +46,7 @@ from minitransformer.layers.blocked_attention import blocked_attention_forward  
 from minitransformer.layers.multihead import merge_heads, split_heads  # noqa: E402
 from minitransformer.layers.positional import sinusoidal_table  # noqa: E402
 from minitransformer.layers.residual import residual_forward  # noqa: E402
+from minitransformer.backends.numpy_backend import kernels as numpy_kernels  # noqa: E402
 from minitransformer.model import causal_mask, local_mask, make_model, padding_mask  # noqa: E402
 from minitransformer.optim import Adam, clip_grad_norm, noam_lr  # noqa: E402
 from minitransformer.trace import record_trace  # noqa: E402
@@ -567,7 +568,7 @@ def figure_encoder_decoder(path):
     norm = {"gamma": np.ones(8), "beta": np.zeros(8)}
     placements = {}
     for pre_norm, formula in ((False, lambda x: layernorm(x + x @ weight)), (True, lambda x: x + layernorm(x) @ weight)):
-        y, _ = residual_forward(x, sublayer, norm, pre_norm, 0.0, None)
+        y, _ = residual_forward(x, sublayer, norm, pre_norm, 0.0, None, 1e-5, numpy_kernels)
         placements["pre-norm" if pre_norm else "post-norm"] = bool(np.allclose(y, formula(x), rtol=0, atol=1e-12))
 
     figure, (model_axes, norm_axes) = plt.subplots(1, 2, figsize=(13, 7.2), gridspec_kw={"width_ratios": [1.7, 1]})
