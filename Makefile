@@ -13,6 +13,7 @@
 #   make why-attention         RNNenc vs RNNsearch vs Transformer by sentence length (about 20 minutes)
 #   make data                  regenerate the toy corpus, its long-sentence split and the shapes images in data/ (identically)
 #   make figures               redraw the figures of docs/
+#   make notebooks             regenerate docs/notebooks/ from the chapters (jupytext)
 #   make zoo                   run the demos of the attention variants (minitransformer/zoo/)
 #   make vision                train the CNN with each vision attention module (bench/results/vision.md)
 
@@ -36,7 +37,7 @@ else
 TRAIN := $(BIN)/python -m minitransformer.parallel.launch -n $(NP) -m minitransformer
 endif
 
-.PHONY: setup mpi test train translate bench data figures zoo vision why-attention clean
+.PHONY: setup mpi test train translate bench data figures notebooks zoo vision why-attention clean
 
 setup: $(STAMP)
 
@@ -79,6 +80,10 @@ data: setup
 
 figures: setup
 	$(BIN)/python docs/make_figures.py
+
+# every chapter of docs/ as a Jupyter notebook in docs/notebooks/, generated, never edited
+notebooks: setup
+	$(BIN)/python docs/make_notebooks.py
 
 zoo: setup
 	for demo in kernel_regression scoring additive cosine vector; do \

@@ -144,6 +144,11 @@ setup(
             # NVRTC, for tests/test_cuda_compile.py: compiles csrc/attention.cu without a GPU
             # (12.8 or later knows Blackwell; no wheel exists for macOS, where the test skips)
             'nvidia-cuda-nvrtc-cu12>=12.8; sys_platform != "darwin"',
+            # the chapters as notebooks (docs/make_notebooks.py) and their headless run
+            # (tests/test_course.py)
+            "jupytext>=1.16",
+            "nbclient>=0.10",
+            "ipykernel>=6",
         ],
         "gpu": ["cupy-cuda12x>=13"],
         # data- and sequence-parallel training over MPI (minitransformer/parallel/): mpi4py

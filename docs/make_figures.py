@@ -30,6 +30,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.patches import FancyBboxPatch  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,8 +41,12 @@ from minitransformer.batching import pad_sequences  # noqa: E402
 from minitransformer.config import ModelConfig  # noqa: E402
 from minitransformer.configs import TATOEBA, TOY  # noqa: E402
 from minitransformer.layers.attention import attention_forward, masked_softmax  # noqa: E402
+from minitransformer.decode import DecoderCache, decode_step  # noqa: E402
 from minitransformer.layers.blocked_attention import blocked_attention_forward  # noqa: E402
+from minitransformer.layers.multihead import merge_heads, split_heads  # noqa: E402
 from minitransformer.layers.positional import sinusoidal_table  # noqa: E402
+from minitransformer.layers.residual import residual_forward  # noqa: E402
+from minitransformer.backends.numpy_backend import kernels as numpy_kernels  # noqa: E402
 from minitransformer.model import causal_mask, local_mask, make_model, padding_mask  # noqa: E402
 from minitransformer.optim import Adam, clip_grad_norm, noam_lr  # noqa: E402
 from minitransformer.trace import record_trace  # noqa: E402
@@ -158,9 +163,9 @@ def figure_softmax_scaling(path):
                                    ("scaled by 1/√d_k", lambda d: 1 / math.sqrt(d), "tab:blue")):  # fmt: skip
         largest = []
         for d in widths:
-            q = rng.standard_normal((trials, 1, d))  # (N, 1, Dh)
-            k = rng.standard_normal((trials, n_keys, d))  # (N, S, Dh)
-            weights = masked_softmax((q @ k.swapaxes(-1, -2)) * scale_of(d), None)  # (N, 1, S)
+            q = rng.standard_normal((trials, 1, d))  # (trials, 1, Dh)
+            k = rng.standard_normal((trials, n_keys, d))  # (trials, S, Dh)
+            weights = masked_softmax((q @ k.swapaxes(-1, -2)) * scale_of(d), None)  # (trials, 1, S)
             largest.append(weights.max(axis=-1).mean())
         data["mean_largest_weight"][label] = largest
         width_axes.plot(widths, largest, "o-", color=color, label=label)
@@ -178,7 +183,7 @@ def figure_softmax_scaling(path):
 def figure_vector_attention(path):
     """Chapter 3: the weights of one query after training on the left/self/right stencil,
     one weight per key (scalar, G = 1) against one weight per key and channel (G = C = 3)."""
-    settings = SimpleNamespace(steps=400, batch=16, length=10, hidden=16, lr=0.03)
+    settings = SimpleNamespace(steps=150, batch=16, length=10, hidden=16, lr=0.03)
     queries, keys, values, _ = vector.stencil_batch(1, settings.length, np.random.default_rng(0))
     middle = queries.shape[1] // 2
     query_position = int(queries[0, middle, 0])
@@ -208,9 +213,9 @@ def figure_vector_attention(path):
 
 
 def figure_local_vs_global(path):
-    """Chapter 3: which keys each query may see, globally, in a band of half-width 2, and
+    """Chapter 3: which keys each query may see, globally, in a band of half-width 1, and
     the band combined with the decoder's causal mask."""
-    length, window = 12, 2
+    length, window = 8, 1  # the sizes of the chapter's code block
     masks = [
         ("global (the paper)", np.ones((length, length), dtype=bool)),
         (f"local, |t − s| ≤ {window}", local_mask(length, length, window)[0, 0]),
@@ -301,8 +306,9 @@ def figure_masks(path):
 def figure_blocked_attention(path):
     """Chapter 8: the tiles of a causal 16 × 16 attention matrix in blocks of 4 (computed
     whole, computed with some entries masked, or skipped by the compiled kernel); and the
-    online softmax of one query row: the weights its running max m and sum l stand for
-    after each block of keys, which the next block with a larger score rescales."""
+    online softmax of the chapter's row of 10 scores in blocks of 4: the weights its running
+    max m and sum l stand for after each block of keys, which the next block with a larger
+    score rescales."""
     length, block = 16, 4
     mask = causal_mask(length)[0, 0]  # (T, S)
     n_blocks = length // block
@@ -334,23 +340,23 @@ def figure_blocked_attention(path):
     tile_axes.set_title(f"causal mask, T = S = {length}, blocks of {block}: {counts['whole']} whole, "
                         f"{counts['partly masked']} in part, {counts['skipped']} skipped", fontsize=10)  # fmt: skip
 
-    # one query that sees all 16 keys; its scores come from random q and k, as in the core
-    rng = np.random.default_rng(1)  # a row whose running maximum rises in every block
-    head_width = 8
-    q = rng.standard_normal((1, 1, 1, head_width))  # (B, H, T=1, Dh)
-    k = 1.3 * rng.standard_normal((1, 1, length, head_width))  # (B, H, S, Dh)
-    v = rng.standard_normal((1, 1, length, head_width))  # (B, H, S, Dh)
-    scores = (q @ k.swapaxes(-1, -2))[0, 0, 0] / math.sqrt(head_width)  # (S,)
-    implied = np.full((n_blocks, length), np.nan)  # (blocks seen, S): blank where not seen yet
+    # the chapter's code block: one row of 10 scores q·k/√Dh, in key blocks of 4 (4, 4, 2).
+    # With Dh = 1 and q = 1 the keys are the scores themselves, so the blocked core sees them.
+    scores = np.array([0.5, -1.0, 1.2, 0.3, 2.0, -0.4, 0.1, 1.1, 3.1, -2.0])  # (S,)
+    n_keys, n_row_blocks = len(scores), math.ceil(len(scores) / block)
+    q = np.ones((1, 1, 1, 1))  # (B, H, T=1, Dh=1)
+    k = scores.reshape(1, 1, n_keys, 1)  # (B, H, S, Dh)
+    v = np.random.default_rng(1).standard_normal((1, 1, n_keys, 1))  # (B, H, S, Dh): not plotted
+    implied = np.full((n_row_blocks, n_keys), np.nan)  # (blocks seen, S): blank where not seen yet
     labels, running_maxima, running_sums = [], [], []
-    for seen in range(1, n_blocks + 1):
-        end = seen * block
-        # the blocked core over the keys seen so far keeps L = m + log l for this row
+    for seen in range(1, n_row_blocks + 1):
+        end = min(seen * block, n_keys)
+        # the blocked core over the keys seen so far keeps lse = m + log l for this row
         _, logsumexp = blocked_attention_forward(q, k[:, :, :end], v[:, :, :end], block_size=block)
         running_max = scores[:end].max()
         running_sum = math.exp(float(logsumexp[0, 0, 0]) - running_max)
         implied[seen - 1, :end] = np.exp(scores[:end] - logsumexp[0, 0, 0])
-        labels.append(f"after block {seen}:  m = {running_max:.2f},  l = {running_sum:.2f}")
+        labels.append(f"after keys 0–{end - 1}:  m = {running_max:.2f},  l = {running_sum:.3f}")
         running_maxima.append(running_max)
         running_sums.append(running_sum)
     final = masked_softmax(scores, None)  # (S,): the plain softmax of the whole row
@@ -359,12 +365,12 @@ def figure_blocked_attention(path):
     for (row, column), value in np.ndenumerate(implied):
         if not np.isnan(value):
             row_axes.text(column, row, f"{value:.2f}".lstrip("0"), ha="center", va="center", fontsize=7.5)
-    for boundary in range(block, length, block):
+    for boundary in range(block, n_keys, block):
         row_axes.axvline(boundary - 0.5, color="0.3", lw=1)
-    row_axes.set_yticks(range(n_blocks), labels, fontsize=8.5)
-    row_axes.set_xticks(range(length), [f"{score:.1f}" for score in scores], fontsize=7.5)
-    row_axes.set_xlabel("the row's 16 keys, labelled with their scores q·k/√Dh")
-    row_axes.set_title("one row's online softmax: exp(s − m) / l over the keys seen so far\n"
+    row_axes.set_yticks(range(n_row_blocks), labels, fontsize=8.5)
+    row_axes.set_xticks(range(n_keys), [f"{score:.1f}" for score in scores], fontsize=8)
+    row_axes.set_xlabel("the row's 10 keys (the chapter's code block), labelled with their scores q·k/√Dh")
+    row_axes.set_title("one row's online softmax: exp(e − m) / l over the keys seen so far\n"
                        "(the last row is the plain softmax of the whole row)", fontsize=10)  # fmt: skip
     save(figure, path)
     return {"mask": mask, "tile_kinds": tile_kinds, "counts": counts, "scores": scores, "implied_weights": implied,
@@ -454,9 +460,9 @@ def train_tiny_translator():
              for adjective, noun, verb in itertools.product(TINY_ADJECTIVES, TINY_NOUNS, TINY_VERBS)]  # fmt: skip
     vocabulary = WordVocabulary([english for english, _ in pairs], [french for _, french in pairs])
     train = [(english, french) for english, french in pairs if english != TINY_HELD_OUT]
-    src = pad_sequences([vocabulary.encode_src(english) for english, _ in train], 0)  # (N, S)
-    tgt_in = pad_sequences([[2] + vocabulary.encode_tgt(french) for _, french in train], 0)  # (N, T)
-    tgt_out = pad_sequences([vocabulary.encode_tgt(french) + [3] for _, french in train], 0)  # (N, T)
+    src = pad_sequences([vocabulary.encode_src(english) for english, _ in train], 0)  # (pairs, S)
+    tgt_in = pad_sequences([[2] + vocabulary.encode_tgt(french) for _, french in train], 0)  # (pairs, T)
+    tgt_out = pad_sequences([vocabulary.encode_tgt(french) + [3] for _, french in train], 0)  # (pairs, T)
     config = ModelConfig(src_vocab_size=len(vocabulary.source_words), tgt_vocab_size=len(vocabulary.target_words),
                          d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, dropout=0.0,
                          max_len=16, dtype="float64")  # fmt: skip
@@ -499,6 +505,264 @@ def figure_attention_vs_saliency(path):
     return data
 
 
+# --- diagrams: boxes and arrows, each drawn from what the code computes --------------------
+
+
+def draw_box(axes, center, size, text, color, fontsize=9):
+    """A rounded box centred at ``center`` = (x, y) of ``size`` = (width, height), with text."""
+    (x, y), (width, height) = center, size
+    axes.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.02,rounding_size=0.08",
+                                  facecolor=color, edgecolor="0.25", lw=1))  # fmt: skip
+    axes.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+
+
+def draw_arrow(axes, start, end, text=None, color="0.2", style="-|>", connection="arc3", fontsize=8):
+    axes.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle=style, color=color, lw=1.2,
+                                                           connectionstyle=connection, shrinkA=2, shrinkB=2))  # fmt: skip
+    if text:
+        axes.text((start[0] + end[0]) / 2 + 0.08, (start[1] + end[1]) / 2, text, fontsize=fontsize, color=color,
+                  va="center")  # fmt: skip
+
+
+def diagram_axes(axes, xlim, ylim, title):
+    axes.set_xlim(*xlim)
+    axes.set_ylim(*ylim)
+    axes.set_aspect("equal")
+    axes.axis("off")
+    axes.set_title(title, fontsize=10)
+
+
+def sublayers_of(params, stack, layer=0):
+    """The sublayers of one layer of a stack, in the order the forward runs them, read from
+    the model's parameter names (self_attn, cross_attn, ffn) and their norms."""
+    prefix = f"{stack}.layers.{layer}."
+    names = {key[len(prefix):].split(".")[0] for key in params if key.startswith(prefix)}
+    order = [name for name in ("self_attn", "cross_attn", "ffn") if name in names]
+    norms = sorted(name for name in names if name.startswith("norm"))
+    return order, norms
+
+
+def figure_encoder_decoder(path):
+    """Chapter 6: the whole encoder–decoder, each stack N layers of residual sublayers, and
+    the two placements of the LayerNorm; the structure is read from models built by
+    make_model with the paper's, the toy and the Tatoeba configs."""
+    structures = {}
+    for name, n_layers, pre_norm in (("paper", 6, False), ("toy", TOY.n_encoder_layers, TOY.pre_norm),
+                                     ("tatoeba", TATOEBA.n_encoder_layers, TATOEBA.pre_norm)):  # fmt: skip
+        config = ModelConfig(src_vocab_size=8, tgt_vocab_size=8, d_model=8, n_heads=2, d_ff=16, n_encoder_layers=n_layers,
+                             n_decoder_layers=n_layers, pre_norm=pre_norm, dtype="float64")  # fmt: skip
+        params = make_model(config, seed=0, backend="numpy").params
+        encoder, encoder_norms = sublayers_of(params, "encoder")
+        decoder, decoder_norms = sublayers_of(params, "decoder")
+        structures[name] = {"N": n_layers, "pre_norm": pre_norm, "encoder": encoder, "decoder": decoder,
+                            "norms_per_layer": [len(encoder_norms), len(decoder_norms)],
+                            "final_norm": "encoder.norm.gamma" in params}  # fmt: skip
+    # the two placements, checked on numbers: post-norm LayerNorm(x + F(x)), pre-norm x + F(LayerNorm(x))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, 8))  # (B, T, D)
+    weight = rng.standard_normal((8, 8)) / math.sqrt(8)  # (D, D): a stand-in sublayer F
+
+    def sublayer(h):
+        return h @ weight, None  # (B, T, D)
+
+    norm = {"gamma": np.ones(8), "beta": np.zeros(8)}
+    placements = {}
+    for pre_norm, formula in ((False, lambda x: layernorm(x + x @ weight)), (True, lambda x: x + layernorm(x) @ weight)):
+        y, _ = residual_forward(x, sublayer, norm, pre_norm, 0.0, None, 1e-5, numpy_kernels)
+        placements["pre-norm" if pre_norm else "post-norm"] = bool(np.allclose(y, formula(x), rtol=0, atol=1e-12))
+
+    figure, (model_axes, norm_axes) = plt.subplots(1, 2, figsize=(13, 7.2), gridspec_kw={"width_ratios": [1.7, 1]})
+    diagram_axes(model_axes, (-1.2, 12.4), (0, 13.2), "the encoder–decoder (post-norm, as in the paper)")
+    labels = {"self_attn": "multi-head self-attention", "cross_attn": "cross-attention\n(queries: decoder; K, V: memory)",
+              "ffn": "feed-forward\nmax(0, x·W₁ + b₁)·W₂ + b₂"}  # fmt: skip
+    colors = {"self_attn": "#f6d28b", "cross_attn": "#f3b6a0", "ffn": "#b9d7f0", "norm": "#e3e3e3"}
+    paper = structures["paper"]
+    columns = {"encoder": 2.6, "decoder": 8.6}
+    tops = {}
+    for stack, x_center in columns.items():
+        y = 1.4
+        first = "inputs (English ids)" if stack == "encoder" else "outputs so far, shifted right (<s> y₀ …)"
+        draw_box(model_axes, (x_center, 0.45), (3.6, 0.55), first, "white", fontsize=8)
+        draw_box(model_axes, (x_center, y), (3.6, 0.6), "embedding · √D  +  PE", "#d9ead3", fontsize=8)
+        draw_arrow(model_axes, (x_center, 0.75), (x_center, y - 0.3))
+        bottom = y + 0.5
+        for sub in paper[stack]:
+            label = labels[sub].replace("self-attention", "self-attention, causal") if (stack, sub) == ("decoder", "self_attn") else labels[sub]
+            y += 1.25
+            draw_box(model_axes, (x_center, y), (3.4, 0.7), label, colors[sub], fontsize=7.5)
+            draw_arrow(model_axes, (x_center, y - 0.9), (x_center, y - 0.35))
+            y += 0.85
+            draw_box(model_axes, (x_center, y), (3.4, 0.45), "add & LayerNorm", colors["norm"], fontsize=7.5)
+            draw_arrow(model_axes, (x_center, y - 0.5), (x_center, y - 0.22))
+            # the residual: around the sublayer, into the add
+            side = x_center - 1.95
+            model_axes.plot([x_center - 0.2, side, side], [y - 1.5, y - 1.5, y], color="tab:green", lw=1.3)
+            draw_arrow(model_axes, (side, y), (x_center - 1.7, y), color="tab:green")
+            if sub == "cross_attn":
+                tops["cross"] = (x_center - 1.7, y - 0.85)
+        model_axes.add_patch(plt.Rectangle((x_center - 2.15, bottom), 4.3, y - bottom + 0.45, fill=False, ls="--",
+                                           edgecolor="0.4", lw=1))  # fmt: skip
+        outside = x_center - 2.3 if stack == "encoder" else x_center + 2.3
+        model_axes.text(outside, (bottom + y) / 2, f"N = {paper['N']}\n(toy {structures['toy']['N']},\n"
+                        f"Tatoeba {structures['tatoeba']['N']})", fontsize=8, va="center",
+                        ha="right" if stack == "encoder" else "left")  # fmt: skip
+        tops[stack] = y
+    # memory into every decoder layer's cross-attention; the output layer on top of the decoder
+    draw_box(model_axes, (columns["encoder"], tops["encoder"] + 1.0), (2.6, 0.5), "memory (B, S, D)", "white", fontsize=8)
+    draw_arrow(model_axes, (columns["encoder"], tops["encoder"] + 0.25), (columns["encoder"], tops["encoder"] + 0.75))
+    draw_arrow(model_axes, (columns["encoder"] + 1.3, tops["encoder"] + 1.0), tops["cross"], color="tab:red",
+               connection="arc3,rad=-0.25")
+    model_axes.text(columns["encoder"] - 1.3, tops["encoder"] + 1.75, "the memory goes to the cross-attention\nof every decoder layer",
+                    fontsize=7.5, color="tab:red")  # fmt: skip
+    y = tops["decoder"] + 0.95
+    draw_box(model_axes, (columns["decoder"], y), (3.0, 0.5), "linear (tied to the embedding)", "#d9ead3", fontsize=8)
+    draw_arrow(model_axes, (columns["decoder"], tops["decoder"] + 0.25), (columns["decoder"], y - 0.25))
+    draw_box(model_axes, (columns["decoder"], y + 0.85), (3.0, 0.5), "softmax: p(y_t | y_<t, x)", "white", fontsize=8)
+    draw_arrow(model_axes, (columns["decoder"], y + 0.25), (columns["decoder"], y + 0.6))
+
+    diagram_axes(norm_axes, (0, 8), (-1.0, 9.6), "one sublayer F, two placements of the LayerNorm")
+    for x_center, title, order in ((2.0, "post-norm (the paper, toy)\nx ← LayerNorm(x + F(x))", ("F", "add", "LayerNorm")),
+                                   (6.0, "pre-norm (Tatoeba)\nx ← x + F(LayerNorm(x))", ("LayerNorm", "F", "add"))):  # fmt: skip
+        norm_axes.text(x_center, 8.9, title, ha="center", fontsize=8.5)
+        draw_box(norm_axes, (x_center, 0.6), (2.4, 0.5), "x", "white")
+        y_of = {}
+        for step, name in enumerate(order):
+            y = 2.1 + 1.8 * step
+            y_of[name] = y
+            color = colors["norm"] if name == "LayerNorm" else ("#f6d28b" if name == "F" else "white")
+            draw_box(norm_axes, (x_center, y), (2.4, 0.6), {"add": "+"}.get(name, name), color)
+            draw_arrow(norm_axes, (x_center, y - 1.5), (x_center, y - 0.3))
+        draw_box(norm_axes, (x_center, 7.7), (2.4, 0.5), "out", "white")
+        draw_arrow(norm_axes, (x_center, y_of[order[-1]] + 0.3), (x_center, 7.45))
+        side = x_center - 1.6
+        norm_axes.plot([x_center - 0.3, side, side], [0.95, 0.95, y_of["add"]], color="tab:green", lw=1.3)
+        draw_arrow(norm_axes, (side, y_of["add"]), (x_center - 1.2, y_of["add"]), color="tab:green")
+    norm_axes.text(4.0, -0.6, "green: the residual path. Pre-norm leaves the stream unnormalized,\n"
+                   "so it adds one LayerNorm after each stack's last layer.", ha="center", fontsize=8)  # fmt: skip
+    save(figure, path)
+    return {"models": structures, "residual_forward_matches_the_formula": placements}
+
+
+def layernorm(x, eps=1e-5):
+    """LayerNorm with γ = 1, β = 0 over the last axis: the formula the placements are checked against."""
+    return (x - x.mean(axis=-1, keepdims=True)) / np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+
+
+def figure_qkv_shapes(path):
+    """Chapter 4: the shapes through one head, T = 3 queries reading S = 5 keys with
+    D = 512 and Dh = 64 (self-attention is the case X_kv = X_q, S = T); every shape is
+    the one the project's attention core returns."""
+    n_queries, n_keys, d_model, head_width = 3, 5, 512, 64  # T, S, D, Dh
+    rng = np.random.default_rng(0)
+    x_query, x_key_value = rng.standard_normal((n_queries, d_model)), rng.standard_normal((n_keys, d_model))
+    w_query, w_key, w_value = (rng.standard_normal((d_model, head_width)) / math.sqrt(d_model) for _ in range(3))
+    queries, keys, values = x_query @ w_query, x_key_value @ w_key, x_key_value @ w_value  # (T, Dh), (S, Dh), (S, Dh)
+    out, probs = attention_forward(queries[None, None], keys[None, None], values[None, None])  # (1, 1, T, Dh), (1, 1, T, S)
+    scores = queries @ keys.T / math.sqrt(head_width)  # (T, S)
+    shapes = {"X_q": x_query.shape, "X_kv": x_key_value.shape, "W_Q": w_query.shape, "W_K": w_key.shape,
+              "W_V": w_value.shape, "Q": queries.shape, "K": keys.shape, "V": values.shape, "E": scores.shape,
+              "P": probs.shape[2:], "O": out.shape[2:]}  # fmt: skip
+    letters = {n_queries: "T", n_keys: "S", d_model: "D", head_width: "Dh"}
+    scale = {n_queries: 0.9, n_keys: 1.5, d_model: 3.2, head_width: 1.2}  # drawn sizes of T, S, D, Dh
+
+    figure, axes = plt.subplots(figsize=(12, 5.2))
+    diagram_axes(axes, (0, 17.5), (0, 7.4), f"one head: T = {n_queries} queries, S = {n_keys} keys, D = {d_model}, "
+                 f"Dh = {head_width} (self-attention: X_kv = X_q, S = T)")  # fmt: skip
+    places = {"X_q": (2.0, 5.8), "X_kv": (2.0, 2.4), "Q": (7.0, 5.8), "K": (7.0, 3.4), "V": (7.0, 1.2),
+              "E": (11.0, 4.6), "P": (13.6, 4.6), "O": (16.0, 3.0)}  # fmt: skip
+    texts = {"E": "E = Q·Kᵀ/√Dh", "P": "P = softmax(E)", "O": "O = P·V"}
+    colors = {"X_q": "#d9ead3", "X_kv": "#d9ead3", "Q": "#f6d28b", "K": "#f3b6a0", "V": "#b9d7f0", "E": "#e3e3e3",
+              "P": "#c9c3e6", "O": "#b9d7f0"}  # fmt: skip
+    for name, (x, y) in places.items():
+        rows, columns = shapes[name]
+        width, height = scale[columns], scale[rows]
+        axes.add_patch(plt.Rectangle((x - width / 2, y - height / 2), width, height, facecolor=colors[name], edgecolor="0.25"))
+        axes.text(x, y, texts.get(name, name), ha="center", va="center", fontsize=9)
+        axes.text(x, y - height / 2 - 0.3, f"({letters[rows]}, {letters[columns]}) = {shapes[name]}", ha="center", fontsize=8)
+    for source, target, label in (("X_q", "Q", "· W_Q,i  (D, Dh)"), ("X_kv", "K", "· W_K,i  (D, Dh)"),
+                                  ("X_kv", "V", "· W_V,i  (D, Dh)"), ("Q", "E", ""), ("K", "E", ""), ("E", "P", ""),
+                                  ("P", "O", ""), ("V", "O", "")):  # fmt: skip
+        (x0, y0), (x1, y1) = places[source], places[target]
+        draw_arrow(axes, (x0 + scale[shapes[source][1]] / 2, y0), (x1 - scale[shapes[target][1]] / 2, y1))
+        if label:
+            axes.text((x0 + x1) / 2 - 0.2, (y0 + y1) / 2 + 0.25, label, fontsize=8, ha="center")
+    save(figure, path)
+    return {"sizes": {"T": n_queries, "S": n_keys, "D": d_model, "Dh": head_width}, "shapes": shapes,
+            "rows_sum_to_one": bool(np.allclose(probs.sum(axis=-1), 1.0)),
+            "core_matches_the_formula": bool(np.allclose(probs[0, 0], masked_softmax(scores, None)))}  # fmt: skip
+
+
+def figure_split_merge(path):
+    """Chapter 5: split_heads and merge_heads on a (1, T, D) projection whose entries are
+    their column numbers, with T = 4, D = 8 and H = 2: head i is the block of columns
+    i·Dh … (i + 1)·Dh − 1, and the merge puts the blocks back."""
+    length, d_model, n_heads = 4, 8, 2  # T, D, H
+    projected = np.broadcast_to(np.arange(d_model, dtype=float), (1, length, d_model)).copy()  # (B, T, D)
+    split = split_heads(projected, n_heads)  # (B, H, T, Dh)
+    merged = merge_heads(split)  # (B, T, D)
+    head_width = d_model // n_heads
+    figure, axes_row = plt.subplots(1, 2 + n_heads, figsize=(12, 3.4),
+                                    gridspec_kw={"width_ratios": [d_model, head_width, head_width, d_model]})  # fmt: skip
+    panels = [(projected[0], "X·W_Q  (T, D) = (4, 8)")]
+    panels += [(split[0, head], f"head {head}  (T, Dh) = (4, {head_width})") for head in range(n_heads)]
+    panels += [(merged[0], "merged  (T, D): before W_O")]
+    for axes, (matrix, title) in zip(axes_row, panels):
+        axes.imshow(matrix // head_width, cmap="Pastel1", vmin=0, vmax=8, aspect="equal")
+        for (row, column), value in np.ndenumerate(matrix):
+            axes.text(column, row, f"{int(value)}", ha="center", va="center", fontsize=9)
+        axes.set_xticks(range(matrix.shape[1]))
+        axes.set_yticks(range(length))
+        axes.set_xlabel("channel")
+        axes.set_title(title, fontsize=9)
+    axes_row[0].set_ylabel("position t")
+    figure.text(0.5, 0.02, "split_heads: reshape (B, T, H, Dh), then swap T and H (a view, no copy);  "
+                "merge_heads: the inverse, then W_O mixes the heads' channels", ha="center", fontsize=9)  # fmt: skip
+    save(figure, path)
+    return {"projected": projected[0], "heads": split[0], "merged": merged[0],
+            "split_is_a_view": bool(np.shares_memory(split, projected))}  # fmt: skip
+
+
+def figure_kv_cache(path):
+    """Chapter 10: the decoder's self-attention cache over 20 greedy steps of a small
+    (untrained) model: at step t the cache holds positions 0 … t − 1, the step computes
+    position t alone and appends it, and the buffer doubles from 16 to 32 positions when it
+    fills; the cross-attention keys and values are projected once, before the first step."""
+    config = ModelConfig(src_vocab_size=12, tgt_vocab_size=12, d_model=8, n_heads=2, d_ff=16, n_encoder_layers=1,
+                         n_decoder_layers=2, dropout=0.0, max_len=32, dtype="float64")  # fmt: skip
+    model = make_model(config, seed=0, backend="numpy")
+    source = np.array([[5, 6, 7, 8, 9]])  # (B, S)
+    memory, src_mask, _ = model.encode(source)  # (B, S, D), (B, 1, 1, S)
+    cache = DecoderCache(model, memory, src_mask)
+    steps = 20
+    lengths, capacities, attended = [], [], []
+    last = np.array([2])  # <s>
+    for _ in range(steps):
+        lengths.append(cache.length)
+        logits, weights = decode_step(model, cache, last)  # (1, V)
+        capacities.append(int(cache.self_keys[0].shape[2]))
+        attended.append(int(weights["self"][0].shape[-1]))  # keys this step's query read: t + 1
+        last = logits.argmax(axis=-1)
+    grid = np.zeros((steps, max(capacities)))  # (steps, positions): 0 unallocated, 1 empty, 2 cached, 3 new
+    for step, (length, capacity) in enumerate(zip(lengths, capacities)):
+        grid[step, :capacity] = 1
+        grid[step, :length] = 2
+        grid[step, length] = 3
+    figure, axes = plt.subplots(figsize=(12, 4.6))
+    colormap = matplotlib.colors.ListedColormap(["white", "#eeeeee", "#9ecae1", "#08519c"])
+    axes.imshow(grid, cmap=colormap, vmin=-0.5, vmax=3.5, aspect="auto")
+    axes.set_xticks(range(0, max(capacities), 2))
+    axes.set_yticks(range(steps))
+    axes.tick_params(labelsize=7)
+    axes.set_xlabel("position in the self-attention key/value buffer (one layer; each of the 2 layers has its own)")
+    axes.set_ylabel("decoding step t")
+    axes.set_title("the KV cache: light blue = kept from earlier steps, dark = computed at this step, grey = "
+                   "allocated, empty\nthe buffer doubles from 16 to 32 when full; the cross-attention K, V (S = 5) "
+                   "are projected once, before step 0", fontsize=9)  # fmt: skip
+    save(figure, path)
+    return {"cache_length_before_step": lengths, "capacity_after_step": capacities, "keys_attended": attended,
+            "cross_keys_shape": list(cache.cross_keys[0].shape)}  # fmt: skip
+
+
 def draw_mask(axes, mask, title):
     """A boolean (T, S) mask as a grid: dark = may attend, light = masked."""
     axes.imshow(mask, cmap="Greys", vmin=-0.3, vmax=1.2)
@@ -522,11 +786,15 @@ FIGURES = {
     "03-vector-attention": figure_vector_attention,
     "03-local-vs-global": figure_local_vs_global,
     "04-i-am-good": figure_i_am_good,
+    "04-qkv-shapes": figure_qkv_shapes,
+    "05-split-merge": figure_split_merge,
     "06-positional-encoding": figure_positional_encoding,
     "06-masks": figure_masks,
+    "06-encoder-decoder": figure_encoder_decoder,
     "08-blocked-attention": figure_blocked_attention,
     "09-learning-rate": figure_learning_rate,
     "10-attention-vs-saliency": figure_attention_vs_saliency,
+    "10-kv-cache": figure_kv_cache,
 }
 
 

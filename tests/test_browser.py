@@ -147,3 +147,56 @@ def test_console_errors_and_exceptions_are_caught_and_fail_the_self_test(tmp_pat
     assert result["status"] == "fail"
     assert "injected failure" in result["console_errors"]
     assert any("late boom" in error for error in result["console_errors"])
+
+
+# Chapter 10 shows the page as a screenshot, docs/images/10-html-explorer.png, beside the page
+# itself, docs/images/10-html-explorer.html: the chapter's tiny translator (docs/make_figures.py
+# trains it for the figure 10-attention-vs-saliency) on the sentence it never saw. This test
+# takes that screenshot. It checks what another machine's rounding cannot change: the page
+# renders to a picture of the committed size that is not blank, with the chapter's words on
+# it; the maps themselves may differ between machines (see TRAINED_BY_CHAOTIC_STEPS in
+# tests/test_docs.py). MINITRANSFORMER_WRITE_SCREENSHOT=1 writes both files into docs/images/.
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+SCREENSHOT_SIZE = (1000, 580)  # the browser window, in CSS pixels
+
+
+def screenshot(page, png, tmp_path):
+    """Open ``page`` headless in a window of SCREENSHOT_SIZE and save what it shows to ``png``."""
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+               f"--window-size={SCREENSHOT_SIZE[0]},{SCREENSHOT_SIZE[1]}", f"--screenshot={png}",
+               page.resolve().as_uri()]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0 and png.is_file(), result.stderr[-2000:]
+    return png
+
+
+def test_the_book_shows_a_screenshot_of_the_explorer_taken_here(tmp_path):
+    import importlib.util
+    import os
+
+    from PIL import Image
+
+    from minitransformer.trace import record_trace
+
+    spec = importlib.util.spec_from_file_location("make_figures", DOCS_IMAGES.parent / "make_figures.py")
+    make_figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_figures)
+    model, vocabulary, _ = make_figures.train_tiny_translator()
+    trace = record_trace(model, vocabulary, vocabulary.encode_src(make_figures.TINY_HELD_OUT))
+    page = save_html(trace, tmp_path / "10-html-explorer.html")
+    text = page.read_text(encoding="utf-8")
+    assert all(f'"{word}"' in text for word in make_figures.TINY_HELD_OUT.split())  # the sentence's pieces
+    png = screenshot(page, tmp_path / "10-html-explorer.png", tmp_path)
+    if os.environ.get("MINITRANSFORMER_WRITE_SCREENSHOT"):
+        shutil.copyfile(page, DOCS_IMAGES / page.name)
+        shutil.copyfile(png, DOCS_IMAGES / png.name)
+    committed = DOCS_IMAGES / "10-html-explorer.png"
+    assert committed.is_file() and (DOCS_IMAGES / "10-html-explorer.html").is_file(), (
+        "run MINITRANSFORMER_WRITE_SCREENSHOT=1 pytest tests/test_browser.py and commit docs/images/"
+    )
+    with Image.open(png) as new, Image.open(committed) as old:
+        assert new.size == old.size == SCREENSHOT_SIZE, (new.size, old.size)
+        pixels = np.asarray(new.convert("L"), dtype=float)  # (height, width)
+    assert pixels.std() > 10, "the screenshot is blank"

@@ -441,8 +441,10 @@ def test_each_figure_names_the_command_beneath_it():
 # the pixels, which differ with the CPU's rounding, the matplotlib and the FreeType.
 #
 # Nine figures are closed-form float64 computations or well-conditioned fits (the learned
-# bandwidth, 100 steps of gradient descent on one number; the vector-attention demo, 400
-# Adam steps). Another BLAS rounds each product differently, by about 1e-16 relative, and
+# bandwidth, 100 steps of gradient descent on one number; the vector-attention demo, 150
+# Adam steps); four more are diagrams whose data are what the code reports about itself
+# (shapes, parameter names, cache lengths, and booleans such as "the core matches the
+# formula", each decided with a tolerance far above rounding). Another BLAS rounds each product differently, by about 1e-16 relative, and
 # perturbing their inputs by 1e-15 relative moves every plotted number by at most 1e-13
 # (measured). FIGURE_RTOL = 1e-9 leaves a margin of 10⁴ over that, while a real change (a
 # formula, a seed, a size) moves them by far more.
