@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .grad_attention import gradient_weighted_attention, normalize_rows
-from .integrated_gradients import DEFAULT_STEPS, integrated_gradients
+from .integrated_gradients import DEFAULT_STEPS, completeness_gap, integrated_gradients
 from .raw import raw_attention
 from .rollout import rollout
 from .steps import explain_steps
@@ -40,6 +40,7 @@ class Explained(NamedTuple):
     output_ids: list  # the reference pieces and </s>
     source_index: np.ndarray  # (S,) the English word of each source piece
     target_index: np.ndarray  # (T,) the French word of each output piece, −1 for </s>
+    ig_completeness: float  # integrated_gradients.completeness_gap of this pair
 
 
 def explain_pair(model, tokenizer, english, french, ig_steps=DEFAULT_STEPS):
@@ -56,7 +57,7 @@ def explain_pair(model, tokenizer, english, french, ig_steps=DEFAULT_STEPS):
     steps = explain_steps(model, source_ids, output_ids, tokenizer.bos_id)
     raw = raw_attention(steps)
     gradient_x_input = (steps.dembedded * steps.embedded[None]).sum(axis=2)  # (T, S)
-    ig, _, _ = integrated_gradients(model, source_ids, output_ids, tokenizer.bos_id, steps=ig_steps)
+    ig, f_input, f_baseline = integrated_gradients(model, source_ids, output_ids, tokenizer.bos_id, steps=ig_steps)
     weighted = gradient_weighted_attention(steps)
     methods = {
         "attention": words(raw["mean"]),
@@ -70,4 +71,5 @@ def explain_pair(model, tokenizer, english, french, ig_steps=DEFAULT_STEPS):
     for layer, matrix in enumerate(weighted["layer"]):
         methods[f"gradient-weighted attention L{layer}"] = words(matrix)
     heads = np.array([[words(head) for head in layer] for layer in raw["head"]])  # (L, H, T', S')
-    return Explained(english_words, french_words, methods, heads, source_ids, output_ids, source_index, target_index)
+    return Explained(english_words, french_words, methods, heads, source_ids, output_ids, source_index, target_index,
+                     completeness_gap(ig, f_input, f_baseline))
