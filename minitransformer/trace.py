@@ -93,6 +93,17 @@ class AttentionTrace:
         if self.saliency is not None and self.saliency.shape != (n_steps, src_len):
             raise TraceError(f"saliency has shape {self.saliency.shape}; the pieces need ({n_steps}, {src_len})")
 
+    def _repr_html_(self):
+        """Inline in Jupyter: the page of viz/html.py inside an <iframe srcdoc>, so that its
+        script, style and Content-Security-Policy stay its own and the notebook's stay apart."""
+        import html
+
+        from .viz.html import render_html
+
+        page = html.escape(render_html(self), quote=True)
+        return (f'<iframe srcdoc="{page}" sandbox="allow-scripts" title="attention trace" '
+                'style="width: 100%; height: 640px; border: 0"></iframe>')
+
     # --- files ---------------------------------------------------------------------------
 
     @staticmethod
