@@ -73,3 +73,16 @@ def explain_pair(model, tokenizer, english, french, ig_steps=DEFAULT_STEPS):
     heads = np.array([[words(head) for head in layer] for layer in raw["head"]])  # (L, H, T', S')
     return Explained(english_words, french_words, methods, heads, source_ids, output_ids, source_index, target_index,
                      completeness_gap(ig, f_input, f_baseline))
+
+
+def piece_views(model, src_ids, output_ids, bos_id, ig_steps=DEFAULT_STEPS):
+    """The views the attention trace keeps beside the weights, over pieces, not words:
+    -> ({"rollout": (T, S), "integrated gradients": (T, S) |IG| per row}, {stack: (L, H)}
+    head importance for this sentence, |∂ log p(output)/∂g_h| normalized per layer)."""
+    from .importance import normalize_per_layer
+    from .rollout import rollout
+
+    steps = explain_steps(model, src_ids, output_ids, bos_id)
+    ig, _, _ = integrated_gradients(model, src_ids, output_ids, bos_id, steps=ig_steps)
+    views = {"rollout": rollout(steps), "integrated gradients": normalize_rows(np.abs(ig))}
+    return views, {stack: normalize_per_layer(np.abs(value)) for stack, value in steps.dgate.items()}

@@ -16,6 +16,7 @@ every attention layer.
     result.dcross[l]       (T, H, S)  ∂f_t/∂A over the same weights
     result.encoder[l]      (H, S, S)  encoder self-attention (the same in every copy)
     result.dencoder[l]     (T, H, S, S)  ∂f_t/∂A of the encoder's weights
+    result.dgate[stack]    (L, H)     ∂(Σ_t f_t)/∂g_h, the gates' gradient for the whole sentence
     result.dembedded       (T, S, D)  ∂f_t/∂e_s, e_s = Embed(x_s)·√D
 
 Size letters: T output steps, S source pieces, D model width, H heads, L layers.
@@ -32,7 +33,7 @@ from ..layers.encoder import encoder_forward
 from ..layers.positional import positional_forward
 from ..model import local_mask, padding_mask
 from ..params import subtree
-from .gates import attention_gradients, head_gates
+from .gates import attention_gradients, gate_gradients, head_gates
 
 
 class Steps(NamedTuple):
@@ -42,6 +43,7 @@ class Steps(NamedTuple):
     decoder_self: list  # [(T, H, T)] per decoder layer
     dencoder: list  # [(T, H, S, S)]
     dcross: list  # [(T, H, S)]
+    dgate: dict  # {stack: (L, H)} ∂(Σ_t f_t)/∂g: the gates' gradient summed over the copies
     dembedded: np.ndarray  # (T, S, D)
     embedded: np.ndarray  # (S, D)
 
@@ -114,6 +116,7 @@ def explain_steps(model, src_ids, output_ids, bos_id):
         model.backward(dlogits, cache)
         maps = model.attention_maps(cache)
         dmaps = attention_gradients(model)
+        dgate = gate_gradients(model)
     dembedded = to_numpy(model.input_grads["src"]).astype(np.float64)  # (T, S, D)
     host = [[to_numpy(a).astype(np.float64) for a in maps[stack]] for stack in ("encoder", "cross", "decoder_self")]
     dhost = [[to_numpy(a).astype(np.float64) for a in dmaps[stack]] for stack in ("encoder", "cross")]
@@ -124,6 +127,7 @@ def explain_steps(model, src_ids, output_ids, bos_id):
         decoder_self=[a[steps, :, steps] for a in host[2]],  # (T, H, T)
         dencoder=dhost[0],  # (T, H, S, S)
         dcross=[a[steps, :, steps] for a in dhost[1]],  # (T, H, S)
+        dgate=dgate,
         dembedded=dembedded,
         embedded=source_embedding(model, src_ids),
     )
