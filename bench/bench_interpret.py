@@ -19,7 +19,11 @@ The model is the trained toy run, runs/toy (trained here first, niced, when it i
    curves (least important first, and random order) on the first --bleu-sources test
    sources, and the clustering of the encoder's and the decoder's self-attention heads on
    --cluster-sentences pairs.
-5. The same head analyses on the Tatoeba run (runs/tatoeba, ../shared/data) when both exist;
+5. The gradient of an attention weight with respect to the input (the notes' gradient
+   interpretability): for every encoder head and every query, the query's strongest key,
+   and which source token's embedding moves that weight most, ‖∂A[q, k]/∂e_s‖: the key's
+   own token, the query's own token, or another one.
+6. The same head analyses on the Tatoeba run (runs/tatoeba, ../shared/data) when both exist;
    otherwise the report says it was skipped and why. Tatoeba has no gold alignments.
 
 Figures go to docs/images/interpret-*.png (chapter 11).
@@ -45,6 +49,8 @@ def parse_arguments():
     parser.add_argument("--cluster-sentences", type=int, default=100, help="pairs for head clustering (100)")
     parser.add_argument("--run", default=str(ROOT / "runs" / "toy"), help="the toy run (runs/toy)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (1)")
+    parser.add_argument("--only", choices=("weight-gradient",),
+                        help="recompute only this part, into the report already written")
     return parser.parse_args()
 
 
@@ -110,6 +116,38 @@ def head_analyses(model, tokenizer, pairs, sources, references, cluster_pairs, l
     }
 
 
+def weight_gradient_part(model, tokenizer, pairs):
+    """Which source token moves each encoder head's strongest weights: {"L0H1": {...}}."""
+    from minitransformer.interpret.gates import attention_layers
+    from minitransformer.interpret.weight_gradient import attention_weight_gradient
+
+    from minitransformer.layers.encoder import encoder_attention_probs
+
+    counts = {}
+    xp = model.xp
+    for english, _ in pairs:
+        ids = [int(i) for i in tokenizer.encode_src(english)]
+        _, _, (_, cache) = model.encode(xp.asarray([ids]))
+        maps = [np.asarray(probs[0]) for probs in encoder_attention_probs(cache)]
+        for layer in range(len(attention_layers(model.config)["encoder"])):
+            for head in range(model.config.n_heads):
+                tally = counts.setdefault(f"L{layer}H{head}", {"key": 0, "query": 0, "other": 0})
+                for query in range(len(ids)):
+                    key = int(np.argmax(maps[layer][head, query]))
+                    _, gradient = attention_weight_gradient(model, ids, layer, head, query, key)
+                    strongest = int(np.argmax(np.linalg.norm(gradient, axis=1)))
+                    tally["key" if strongest == key else "query" if strongest == query else "other"] += 1
+    return {name: {k: v / sum(t.values()) for k, v in t.items()} for name, t in counts.items()}
+
+
+def weight_gradient_markdown(result):
+    rows = [[name, f"{t['key']:.0%}", f"{t['query']:.0%}", f"{t['other']:.0%}"] for name, t in result.items()]
+    return ["## The gradient of an attention weight with respect to the input", "",
+            "For each encoder head and each query q, its strongest key k; which source token's embedding "
+            "moves A[q, k] most (largest ‖∂A[q, k]/∂e_s‖)? When q = k the token counts as the key.", "",
+            markdown_table(["encoder head", "the key's token", "the query's token", "another token"], rows), ""]
+
+
 def heads_markdown(result, label):
     rows = []
     for stack, table in result["importance"].items():
@@ -151,6 +189,16 @@ def main():
     ensure_run(args.run)
     model, tokenizer, info = load_for_inference(args.run, backend="numpy")
     IMAGES.mkdir(parents=True, exist_ok=True)
+    test_pairs = read_pairs(ROOT / "data" / "toy-test.tsv")
+    if args.only == "weight-gradient":
+        import json
+
+        report = json.loads((results_dir() / "interpret.json").read_text())
+        report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
+        write_json("interpret", report)
+        write_text("interpret.md", markdown(report))
+        print(markdown(report))
+        return
     report = {"machine": machine_info(), "run": str(info.get("checkpoint")), "settings": vars(args) | {
         "sentences": n_sentences, "bleu_sources": n_bleu, "cluster_sentences": n_cluster}}
 
@@ -173,12 +221,12 @@ def main():
     report["example"] = {"pair": pairs[example], "gold": sorted(gold[example])}
 
     # 4: heads of the toy model
-    test_pairs = read_pairs(ROOT / "data" / "toy-test.tsv")
+    report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
     sources, references = group_references(test_pairs)
     report["heads"] = head_analyses(model, tokenizer, test_pairs, sources[:n_bleu], references[:n_bleu],
                                     test_pairs[:n_cluster], "toy", args.quick)
 
-    # 5: Tatoeba, when there is a run and the data
+    # 6: Tatoeba, when there is a run and the data
     tatoeba_run, tatoeba_valid = ROOT / "runs" / "tatoeba", ROOT.parent / "shared" / "data" / "tatoeba-fra-eng-valid.tsv"
     if not tatoeba_valid.exists():
         report["tatoeba"] = f"skipped: {tatoeba_valid} is absent"
@@ -233,6 +281,8 @@ def markdown(report):
             for s in TEST_SETS]
     lines += ["‖Σ_s IG − (f(x) − f(0))‖ / ‖f(x) − f(0)‖ per sentence:", "",
               markdown_table(["set", "median", "90th percentile", "max", "sentences within 1 %"], rows), ""]
+    if "weight_gradient" in report:
+        lines += weight_gradient_markdown(report["weight_gradient"])
     lines += ["## Heads", ""] + heads_markdown(report["heads"], "toy")
     tatoeba = report["tatoeba"]
     lines += heads_markdown(tatoeba, "Tatoeba") if isinstance(tatoeba, dict) else [f"Tatoeba: {tatoeba}.", ""]

@@ -142,9 +142,7 @@ def run_cluster(args, model, tokenizer):
 
 def run_align(args, model, tokenizer):
     from .aer import AlignmentFileError, read_alignments
-    from .evaluate import score_alignments
-
-    from .evaluate import CorpusError, read_pairs
+    from .evaluate import CorpusError, read_pairs, score_alignments
 
     try:
         pairs = read_pairs(args.data)
@@ -168,7 +166,8 @@ def run_align(args, model, tokenizer):
 
 
 def run_attribute(args, model, tokenizer):
-    from ..translate import source_ids as checked_source_ids, TranslateError
+    from ..translate import TranslateError
+    from ..translate import source_ids as checked_source_ids
     from . import plots
     from .aer import parse_pharaoh
     from .gates import check_head
