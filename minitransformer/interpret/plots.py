@@ -59,7 +59,7 @@ def dendrogram(clusters, path, title="heads clustered by Jensen–Shannon distan
 def importance_map(scores, path, title="head importance, E|∂L/∂g_h| normalized per layer", ablation=None):
     """scores {stack: (L, H)}; ablation {stack: (L, H)} BLEU change, written in each cell."""
     stacks = list(scores)
-    figure = Figure(figsize=(3.2 * len(stacks), 2.6))
+    figure = Figure(figsize=(3.6 * len(stacks) + 0.8, 2.9), layout="constrained")
     panels = figure.subplots(1, len(stacks), squeeze=False)[0]
     for ax, stack in zip(panels, stacks):
         table = np.asarray(scores[stack])
@@ -69,9 +69,10 @@ def importance_map(scores, path, title="head importance, E|∂L/∂g_h| normaliz
         ax.set_title(stack, fontsize=9)
         for (layer, head), value in np.ndenumerate(table):
             text = f"{value:.2f}" + (f"\n{ablation[stack][layer][head]:+.1f}" if ablation is not None else "")
-            ax.text(head, layer, text, ha="center", va="center", fontsize=6, color="white" if value < 0.6 else "black")
+            ax.text(head, layer, text, ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black")
     figure.colorbar(image, ax=list(panels), shrink=0.8)
-    figure.suptitle(title + ("; below: BLEU change without the head" if ablation is not None else ""), fontsize=9)
+    figure.suptitle(title + ("\nin each cell, below: the BLEU change without that head" if ablation is not None else ""),
+                    fontsize=9)
     return _save(figure, path)
 
 
