@@ -59,9 +59,10 @@ def attention_weight_gradient(model, src_ids, layer, head, query, key, embedded=
     for i in range(layer + 1):
         x, cache = encoder_layer_forward(x, subtree(params, f"layers.{i}"), config, mask, model.backend, None)
         caches.append(cache)
-    # the attention sublayer of `layer`: its residual cache, then multihead's cache
-    cache_norm, cache_sub, _, pre_norm, layernorm_backward, _ = caches[layer][0]
-    cache_q, cache_k, _, _, q, k, _, probs, _, _, _, _ = cache_sub
+    # the attention sublayer of `layer`: its residual cache, and inside it multihead's
+    residual = caches[layer][0]  # ResidualCache
+    attention = residual.sublayer  # MultiheadCache
+    q, k, probs = attention.q, attention.k, attention.probs  # (1, H, S, Dh) twice, (1, H, S, S)
     weight = float(to_numpy(probs[0, head, query, key]))
     # dA = onehot(h, q, k); the softmax backward with its one row-sum
     dprobs = xp.zeros_like(probs)  # (1, H, S, S)
@@ -71,11 +72,11 @@ def attention_weight_gradient(model, src_ids, layer, head, query, key, embedded=
     scale = 1.0 / math.sqrt(q.shape[-1])
     dq = (dscores @ k) * scale  # (1, H, S, Dh)
     dk = (dscores.swapaxes(-1, -2) @ q) * scale  # (1, H, S, Dh)
-    dh_q, _, _ = linear_backward(merge_heads(dq), cache_q)  # (1, S, D)
-    dh_k, _, _ = linear_backward(merge_heads(dk), cache_k)  # (1, S, D)
+    dh_q, _, _ = linear_backward(merge_heads(dq), attention.linear_q)  # (1, S, D)
+    dh_k, _, _ = linear_backward(merge_heads(dk), attention.linear_k)  # (1, S, D)
     dh = dh_q + dh_k  # (1, S, D): the sublayer's input fed both queries and keys
     # in the forward pass this was: h = LayerNorm(x) (pre-norm) or h = x (post-norm)
-    dx = layernorm_backward(dh, cache_norm)[0] if pre_norm else dh  # (1, S, D)
+    dx = residual.backend.layernorm_backward(dh, residual.norm)[0] if residual.pre_norm else dh  # (1, S, D)
     for i in reversed(range(layer)):
         dx, _ = encoder_layer_backward(dx, caches[i])  # (1, S, D)
     # x = e + PE: the gradient reaches e unchanged
