@@ -8,7 +8,7 @@ setting its gate to 0 and works on every decoder path, the cached one too. Then
     pruning curve         = BLEU against the fraction of all heads removed, heads taken in
                             one order: least important first (importance.py), or random
 
-The BLEU is corpus BLEU of greedy translations against all references (train.py's
+The BLEU is corpus BLEU of greedy translations against all references (evaluate.py's
 corpus_bleu, sacreBLEU).
 
     from minitransformer.interpret.ablation import ablation_table, pruning_curve
@@ -16,7 +16,7 @@ corpus_bleu, sacreBLEU).
 
 import numpy as np
 
-from ..train import corpus_bleu, translate_sentences
+from ..evaluate import corpus_bleu, translate_sentences
 from .gates import attention_layers, heads_removed
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from ..arrays import to_numpy
 from ..layers.encoder import encoder_forward
 from ..layers.positional import positional_forward
-from ..model import local_mask, padding_mask
+from ..model import EmbedCache, EncodeCache, ForwardCache, local_mask, padding_mask
 from ..params import subtree
 from .gates import attention_gradients, gate_gradients, head_gates
 
@@ -75,8 +75,8 @@ def forward_embedded(model, src, embedded, tgt_in):
     )  # (B, S, D)
     logits, cache_decode = model.decode(tgt_in, memory, src_mask)  # (B, T, V)
     # the lookup's cache, so that model.backward runs unchanged (its embedding gradient is unused)
-    cache_embed = ((src, weight.shape, float(np.sqrt(weight.shape[1]))), None)
-    return logits, ((cache_embed, cache_encoder), cache_decode)
+    cache_embed = EmbedCache((src, weight.shape, float(np.sqrt(weight.shape[1]))), None)
+    return logits, ForwardCache(EncodeCache(cache_embed, cache_encoder), cache_decode)
 
 
 def step_log_probs_backward(model, logits, output_ids, rows, steps):

@@ -60,7 +60,7 @@ def attention_weight_gradient(model, src_ids, layer, head, query, key, embedded=
         x, cache = encoder_layer_forward(x, subtree(params, f"layers.{i}"), config, mask, model.backend, None)
         caches.append(cache)
     # the attention sublayer of `layer`: its residual cache, and inside it multihead's
-    residual = caches[layer][0]  # ResidualCache
+    residual = caches[layer].self_attention  # ResidualCache
     attention = residual.sublayer  # MultiheadCache
     q, k, probs = attention.q, attention.k, attention.probs  # (1, H, S, Dh) twice, (1, H, S, S)
     weight = float(to_numpy(probs[0, head, query, key]))
