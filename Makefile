@@ -11,7 +11,7 @@
 #   make translate TEXT="..."  translate with the last `make train` run
 #   make bench                 benchmarks (bench/results/<cpu>-<isa>/)
 #   make why-attention         RNNenc vs RNNsearch vs Transformer by sentence length (about 20 minutes)
-#   make data                  regenerate the toy corpus, its long-sentence split and the shapes images in data/ (identically)
+#   make data                  regenerate the toy corpus, its gold alignments, its long-sentence split and the shapes images in data/ (identically)
 #   make figures               redraw the figures of docs/
 #   make notebooks             regenerate docs/notebooks/ from the chapters (jupytext)
 #   make zoo                   run the demos of the attention variants (minitransformer/zoo/)

@@ -1,7 +1,8 @@
-"""The command line: ``minitransformer train`` and ``minitransformer translate``.
+"""The command line: ``minitransformer train``, ``translate`` and ``inspect``.
 
     minitransformer train --config toy                     # see minitransformer/train.py
     minitransformer translate --checkpoint runs/toy "the black cat sleeps ."
+    minitransformer inspect attribute "the black cat sleeps ."   # see minitransformer/interpret/cli.py
     python -m minitransformer train --backend numpy        # the same, without the entry point
 
 Every subcommand takes ``--backend {numpy,cython,cupy,auto}``; its default is the
@@ -39,7 +40,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="minitransformer", description="Train and use an encoder-decoder Transformer written in NumPy."
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,translate}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,translate,inspect}")
 
     train_parser = commands.add_parser("train", help="train a model (see minitransformer/train.py)")
     train.add_arguments(train_parser)
@@ -58,6 +59,13 @@ def build_parser():
     _add_backend_argument(translate_parser)
     add_translate_arguments(translate_parser)
     translate_parser.set_defaults(run=run_translate)
+
+    from .interpret.cli import add_arguments as add_inspect_arguments
+    from .interpret.cli import run as run_inspect
+
+    inspect_parser = commands.add_parser("inspect", help="explain a trained run: heads, clusters, alignments (chapter 11)")
+    add_inspect_arguments(inspect_parser, _add_backend_argument)  # --backend on each of its subcommands
+    inspect_parser.set_defaults(run=run_inspect)
     return parser
 
 

@@ -258,6 +258,9 @@ class Transformer:
         dx = self.backend.dropout_backward(dx, encode.embed.dropout)  # (B, S, D)
         add_into(grads, "", {self.src_embed_key: embedding_backward(dx, encode.embed.embedding, pad_id)})
         self.input_grads = {"src": dx, "tgt": dy}
+        # with head gates (minitransformer/interpret/gates.py) the attention layers also
+        # returned ∂L/∂A, under "<layer>.attn_probs": kept here, never a parameter
+        self.attention_grads = {key: value for key, value in grads.items() if key.endswith(".attn_probs")}
         for key, value in self.params.items():
             self.grads[key] = grads[key].astype(value.dtype, copy=False)
         return self.grads

@@ -13,6 +13,8 @@ is a probability distribution over its keys, so it sums to 1):
     decoder_self  (Ld, H, T, T)   decoding step  attending to   decoder input pieces
     cross         (Ld, H, T, S)   decoding step  attending to   source pieces
     saliency      (T, S)          decoding step  explained by   source pieces (saliency.py)
+    explanations  {name: (T, S)}  the same, by rollout and integrated gradients (interpret/)
+    head_importance {stack: (L, H)}  |∂ log p(output)/∂g_h| per head, normalized per layer
 
 Step t reads the decoder input piece t (<s>, then the pieces produced so far) and produces
 output piece t. So the rows of decoder_self and cross are labelled with output_pieces (what
@@ -45,6 +47,8 @@ AXES = {
     "decoder_self": ["layer", "head", "query: decoding step (output piece)", "key: decoder input piece"],
     "cross": ["layer", "head", "query: decoding step (output piece)", "key: source piece"],
     "saliency": ["query: decoding step (output piece)", "source piece"],
+    "explanation": ["query: decoding step (output piece)", "source piece"],
+    "head_importance": ["layer", "head"],
 }
 
 
@@ -66,6 +70,8 @@ class AttentionTrace:
     source_text: str = ""
     output_text: str = ""
     meta: dict = field(default_factory=dict)  # how it was decoded: decoder, checkpoint, …
+    explanations: dict = field(default_factory=dict)  # {name: (T, S)}: rollout, integrated gradients
+    head_importance: dict = field(default_factory=dict)  # {stack: (L, H)}
 
     def __post_init__(self):
         self.check()
@@ -92,6 +98,20 @@ class AttentionTrace:
                 )
         if self.saliency is not None and self.saliency.shape != (n_steps, src_len):
             raise TraceError(f"saliency has shape {self.saliency.shape}; the pieces need ({n_steps}, {src_len})")
+        for name, array in self.explanations.items():
+            if np.shape(array) != (n_steps, src_len):
+                raise TraceError(f"explanation {name!r} has shape {np.shape(array)}; the pieces need ({n_steps}, {src_len})")
+
+    def _repr_html_(self):
+        """Inline in Jupyter: the page of viz/html.py inside an <iframe srcdoc>, so that its
+        script, style and Content-Security-Policy stay its own and the notebook's stay apart."""
+        import html
+
+        from .viz.html import render_html
+
+        page = html.escape(render_html(self), quote=True)
+        return (f'<iframe srcdoc="{page}" sandbox="allow-scripts" title="attention trace" '
+                'style="width: 100%; height: 640px; border: 0"></iframe>')
 
     # --- files ---------------------------------------------------------------------------
 
@@ -110,6 +130,10 @@ class AttentionTrace:
         arrays = {"encoder": self.encoder, "decoder_self": self.decoder_self, "cross": self.cross}
         if self.saliency is not None:
             arrays["saliency"] = self.saliency
+        for name, array in self.explanations.items():
+            arrays[f"explanation:{name}"] = array
+        for stack, array in self.head_importance.items():
+            arrays[f"head_importance:{stack}"] = array
         # each file whole or not at all, like checkpoints (a full disk leaves the old one)
         atomic_write(npz_path, lambda handle: np.savez_compressed(handle, **arrays))
         record = {
@@ -123,7 +147,7 @@ class AttentionTrace:
             "source_ids": [int(i) for i in self.source_ids],
             "output_ids": [int(i) for i in self.output_ids],
             "shapes": {name: list(array.shape) for name, array in arrays.items()},
-            "axes": {name: AXES[name] for name in arrays},
+            "axes": {name: AXES.get(name.split(":")[0], []) for name in arrays},
             "meta": self.meta,
         }
         text = json.dumps(record, ensure_ascii=False, indent=1) + "\n"
@@ -159,6 +183,8 @@ class AttentionTrace:
                 decoder_self=loaded["decoder_self"],
                 cross=loaded["cross"],
                 saliency=loaded.get("saliency"),
+                explanations={k.split(":", 1)[1]: v for k, v in loaded.items() if k.startswith("explanation:")},
+                head_importance={k.split(":", 1)[1]: v for k, v in loaded.items() if k.startswith("head_importance:")},
                 source_ids=record.get("source_ids", []),
                 output_ids=record.get("output_ids", []),
                 source_text=record.get("source_text", ""),
@@ -224,12 +250,14 @@ def record_trace(
     use_cache=True,
     with_saliency=True,
     meta=None,
+    with_explanations=False,
 ):
     """Translate one sentence and keep every attention weight.
 
     tokenizer: anything with bos_id, eos_id, src_pieces(ids), tgt_pieces(ids) and
     decode_tgt(ids) (minitransformer.tokenizer.Tokenizer). src_ids: the source ids (S,).
-    max_len defaults to 2·S + 10, clipped to the model's positions.
+    max_len defaults to 2·S + 10, clipped to the model's positions. with_explanations: also
+    keep rollout, integrated gradients and this sentence's head importance (interpret/).
     """
     src_ids = [int(i) for i in src_ids]
     bos_id, eos_id = tokenizer.bos_id, tokenizer.eos_id
@@ -244,6 +272,11 @@ def record_trace(
         _, _, cache_encode = model.encode(src)
         encoder = np.stack([to_numpy(probs[0]) for probs in encoder_attention_probs(cache_encode.encoder)])  # (Le, H, S, S)
     saliency = source_saliency(model, src_ids, produced, bos_id) if with_saliency else None  # (T, S)
+    explanations, head_importance = {}, {}
+    if with_explanations and produced:
+        from .interpret.methods import piece_views
+
+        explanations, head_importance = piece_views(model, src_ids, produced, bos_id)
     words = [token for token in produced if token != eos_id]
     meta = dict(meta or {})
     meta.setdefault("decoder", "greedy" if beam_size == 1 else f"beam search, K={beam_size}, α={length_penalty}")
@@ -261,4 +294,6 @@ def record_trace(
         source_text=tokenizer.decode_src(src_ids) if hasattr(tokenizer, "decode_src") else "",
         output_text=tokenizer.decode_tgt(words),
         meta=meta,
+        explanations=explanations,
+        head_importance=head_importance,
     )

@@ -238,8 +238,10 @@ def translate_one(args, model, tokenizer):
     from .trace import record_trace
 
     meta = {"checkpoint": str(args.checkpoint or DEFAULT_RUN)}
+    # the HTML page also shows rollout, integrated gradients and head importance (interpret/)
     trace = record_trace(
-        model, tokenizer, ids, max_len, args.beam, args.length_penalty, use_cache, with_saliency=True, meta=meta
+        model, tokenizer, ids, max_len, args.beam, args.length_penalty, use_cache, with_saliency=True, meta=meta,
+        with_explanations=bool(args.html),
     )
     trace.source_text = args.text.strip()
     print(trace.output_text)

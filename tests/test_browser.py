@@ -200,3 +200,18 @@ def test_the_book_shows_a_screenshot_of_the_explorer_taken_here(tmp_path):
         assert new.size == old.size == SCREENSHOT_SIZE, (new.size, old.size)
         pixels = np.asarray(new.convert("L"), dtype=float)  # (height, width)
     assert pixels.std() > 10, "the screenshot is blank"
+
+
+def test_rollout_integrated_gradients_and_head_importance_are_views_too(tmp_path):
+    """A trace with interpret/'s views: each is a (step, source) kind like the saliency, and
+    the head-importance tables show the trace's numbers."""
+    base = known_trace()
+    rng = np.random.default_rng(0)
+    steps, sources = base.cross.shape[2:]
+    base.explanations = {name: rng.dirichlet(np.ones(sources), size=steps) for name in ("rollout", "integrated gradients")}
+    base.head_importance = {stack: rng.random((2, 3)) for stack in ("encoder", "decoder_self", "cross")}
+    result = self_test_result(dump_dom(save_html(base, tmp_path / "views.html"), tmp_path))
+    assert result["status"] == "pass", result
+    per_view = steps + (steps - 1) + 1 + (steps - 1)
+    views = 3 * (1 + 3) * 2 + 1 + 2  # the attention types, the saliency, and the two new kinds
+    assert result["checked"] == views * per_view + 3  # and one check per importance table

@@ -195,3 +195,35 @@ def test_gradient_times_input_equals_a_finite_difference(pre_norm):
     assert np.abs(analytic).min() > 1e-6  # every entry was really checked, none trivially zero
     saliency = source_saliency(model, src_ids, output_ids, BOS)
     np.testing.assert_allclose(saliency, np.abs(numeric) / np.abs(numeric).sum(axis=1, keepdims=True), atol=1e-6)
+
+
+def test_a_trace_shows_itself_inline_in_jupyter():
+    """_repr_html_ is the self-contained page, escaped into one iframe's srcdoc."""
+    import html
+
+    from minitransformer.viz.html import render_html
+
+    trace = record_trace(model_for(), PieceTokenizer(), SOURCE, max_len=6)
+    shown = trace._repr_html_()
+    assert shown.startswith("<iframe srcdoc=\"") and shown.endswith("</iframe>")
+    assert shown.count("<") == 2, "the page must be escaped, not nested raw"
+    srcdoc = shown.split('srcdoc="', 1)[1].split('" sandbox=', 1)[0]
+    assert html.unescape(srcdoc) == render_html(trace)
+
+
+def test_a_trace_can_keep_rollout_integrated_gradients_and_head_importance(tmp_path):
+    model = model_for()
+    trace = record_trace(model, PieceTokenizer(), SOURCE, max_len=6, with_explanations=True)
+    steps, sources = trace.cross.shape[2:]
+    assert set(trace.explanations) == {"rollout", "integrated gradients"}
+    for name, array in trace.explanations.items():
+        assert array.shape == (steps, sources)
+        np.testing.assert_allclose(array.sum(axis=1), 1.0, rtol=1e-9, err_msg=name)
+    assert {stack: table.shape for stack, table in trace.head_importance.items()} == {
+        "encoder": (2, 4), "decoder_self": (3, 4), "cross": (3, 4)}
+    trace.save(tmp_path / "views")
+    loaded = AttentionTrace.load(tmp_path / "views")
+    for name, array in trace.explanations.items():
+        np.testing.assert_array_equal(loaded.explanations[name], array)
+    for stack, table in trace.head_importance.items():
+        np.testing.assert_array_equal(loaded.head_importance[stack], table)

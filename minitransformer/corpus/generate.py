@@ -9,14 +9,17 @@ The recipe:
    (intransitive, transitive, give, "X is ADJ", "X is PLACE", "where is X ?"), a mood
    (statement, negation, question), then words that make sense together (a subject that
    can do the verb, an object the verb takes, adjectives that fit the noun).
-2. Render. `grammar.render` gives the English sentence and all its French translations.
+2. Render. `grammar.render_aligned` gives the English sentence, all its French translations
+   and the gold word alignment of each.
 3. Hold out. A fixed list of (adjective, noun) and (verb, noun) combinations, HELD_OUT,
    never occurs together in one sentence of train, valid or test; the compositional test
    split is made only of sentences that use them, with words all seen in training. A model
    that translates "the red car" having seen only red things and other cars generalises.
 4. Split. Distinct English sentences are shuffled and cut into train/valid/test, so one
    English source (with all its French readings) lives in exactly one split.
-5. Write. One pair a line, English<TAB>French, UTF-8, "\\n" line ends.
+5. Write. One pair a line, English<TAB>French, UTF-8, "\\n" line ends; beside each .tsv an
+   .align file with the gold word alignment of the same line, "i-j" pairs (English word i,
+   French word j, from 0) in Pharaoh format, as grammar.render_aligned derives them.
 
 Everything is drawn from one `random.Random(seed)` in a fixed order and no set is ever
 iterated, so the same seed writes byte-identical files on any machine and Python >= 3.10.
@@ -28,7 +31,7 @@ import argparse
 import pathlib
 import random
 
-from .grammar import NP, Clause, Place, render
+from .grammar import NP, Clause, Place, render_aligned
 from .lexicon import ADJECTIVES, NOUNS, VERBS, Adjective, Noun, Verb, describes, takes_object
 
 SEED = 2718
@@ -43,6 +46,8 @@ FILES = {
     "test": "toy-test.tsv",
     "test-compositional": "toy-test-compositional.tsv",
 }
+# the gold word alignments, line for line beside each .tsv
+ALIGNMENT_FILES = {split: name.replace(".tsv", ".align") for split, name in FILES.items()}
 
 # Longest sentences kept, in tokens including the final "." or "?": short enough for a
 # small Transformer to learn on a laptop CPU in minutes.
@@ -115,7 +120,7 @@ NOUN_LIST: list[Noun] = list(NOUNS.values())
 ADJECTIVE_LIST: list[Adjective] = list(ADJECTIVES.values())
 VERB_LIST: list[Verb] = list(VERBS.values())
 
-Pair = tuple[str, tuple[str, ...]]  # (English, French translations)
+Pair = tuple[str, tuple[str, ...], tuple[str, ...]]  # (English, French translations, their alignments)
 
 # What fits what, worked out once: the sampler asks these questions tens of thousands of times.
 FITTING_ADJECTIVES: dict[str, list[Adjective]] = {
@@ -350,7 +355,7 @@ def realizes(clause: Clause, held: tuple[str, str, str]) -> bool:
 
 
 def short_enough(pair: Pair) -> bool:
-    english, translations = pair
+    english, translations, _ = pair
     return (len(english.split()) <= MAX_ENGLISH_TOKENS
             and all(len(french.split()) <= MAX_FRENCH_TOKENS for french in translations))
 
@@ -358,20 +363,20 @@ def short_enough(pair: Pair) -> bool:
 def sample_main_pool(rng: random.Random, count: int) -> list[Pair]:
     """`count` distinct English sources, none containing a held-out combination."""
     sampler = SentenceSampler(rng)
-    pairs: dict[str, tuple[str, ...]] = {}
+    pairs: dict[str, Pair] = {}
     while len(pairs) < count:
         clause = sampler.clause()
         if held_out_in(clause):
             continue
-        english, translations = render(clause)
-        if english not in pairs and short_enough((english, translations)):
-            pairs[english] = translations
-    return list(pairs.items())
+        pair = render_aligned(clause)
+        if pair[0] not in pairs and short_enough(pair):
+            pairs[pair[0]] = pair
+    return list(pairs.values())
 
 
 def vocabulary(pairs: list[Pair]) -> tuple[set[str], set[str]]:
-    english = {word for en, _ in pairs for word in en.split()}
-    french = {word for _, frs in pairs for fr in frs for word in fr.split()}
+    english = {word for en, _, _ in pairs for word in en.split()}
+    french = {word for _, frs, _ in pairs for fr in frs for word in fr.split()}
     return english, french
 
 
@@ -379,7 +384,7 @@ def sample_compositional(rng: random.Random, count: int, train: list[Pair]) -> l
     """`count` sources that each use a held-out combination, in turn, built only from words
     (English and French tokens) that training has seen."""
     seen_english, seen_french = vocabulary(train)
-    pairs: dict[str, tuple[str, ...]] = {}
+    pairs: dict[str, Pair] = {}
     samplers = [SentenceSampler(rng, focus=held) for held in HELD_OUT]
     for index in range(count):
         held = HELD_OUT[index % len(HELD_OUT)]
@@ -388,19 +393,19 @@ def sample_compositional(rng: random.Random, count: int, train: list[Pair]) -> l
             clause = sampler.clause()
             if not realizes(clause, held):
                 continue
-            english, translations = render(clause)
+            english, translations, alignments = pair = render_aligned(clause)
             known = (set(english.split()) <= seen_english
                      and all(set(fr.split()) <= seen_french for fr in translations))
-            if english not in pairs and known and short_enough((english, translations)):
-                pairs[english] = translations
+            if english not in pairs and known and short_enough(pair):
+                pairs[english] = pair
                 break
         else:
             raise RuntimeError(f"could not realise held-out combination {held}")
-    return list(pairs.items())
+    return list(pairs.values())
 
 
 def build_corpus(seed: int = SEED) -> dict[str, list[Pair]]:
-    """All four splits as lists of (English, French translations)."""
+    """All four splits as lists of (English, French translations, their alignments)."""
     rng = random.Random(seed)
     pool = sample_main_pool(rng, sum(SPLIT_SOURCES.values()))
     rng.shuffle(pool)
@@ -413,8 +418,16 @@ def build_corpus(seed: int = SEED) -> dict[str, list[Pair]]:
 
 def write_tsv(path: pathlib.Path, pairs: list[Pair]) -> int:
     """Write one English<TAB>French line per translation; returns the number of lines."""
-    lines = [f"{english}\t{french}\n" for english, translations in pairs for french in translations]
+    lines = [f"{english}\t{french}\n" for english, translations, _ in pairs for french in translations]
     with open(path, "w", encoding="utf-8", newline="\n") as file:
+        file.writelines(lines)
+    return len(lines)
+
+
+def write_alignments(path: pathlib.Path, pairs: list[Pair]) -> int:
+    """Write the gold alignment of each line of write_tsv's file, in the same order."""
+    lines = [f"{alignment}\n" for _, _, alignments in pairs for alignment in alignments]
+    with open(path, "w", encoding="ascii", newline="\n") as file:
         file.writelines(lines)
     return len(lines)
 
@@ -426,12 +439,13 @@ def write_corpus(out_dir: str | pathlib.Path, seed: int = SEED) -> dict[str, tup
     counts = {}
     for split, pairs in build_corpus(seed).items():
         counts[split] = (write_tsv(out / FILES[split], pairs), len(pairs))
+        write_alignments(out / ALIGNMENT_FILES[split], pairs)
     return counts
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data", help="directory to write the .tsv files into")
+    parser.add_argument("--out", default="data", help="directory to write the .tsv and .align files into")
     parser.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
     args = parser.parse_args(argv)
     counts = write_corpus(args.out, args.seed)

@@ -17,6 +17,24 @@ languages, applying each language's rules on the way:
 English "you" (tu or vous) and "they" (ils or elles) have two French renderings each, so
 `render` returns every French translation of the one English sentence.
 
+Word alignments come for free. Every token is rendered as a `Word`: its text and the
+*concepts* it expresses, named by role ("subject.noun", "object.det", "verb", "negation").
+An English word and a French word are aligned when they share a concept, so
+`render_aligned` returns, with each translation, its gold alignment in Pharaoh "i-j"
+form (English word i, French word j, both counted from 0). The rules are in
+`align_words` and data/README.md; in short:
+
+    content words, determiners, pronouns, prepositions, "not", "where", the final
+        punctuation                        align with their French counterparts
+    a glued French token                   aligns with every word it glues together:
+        (l'homme, j'aime, au, du, d'un, aime-t-il)   l'homme with "the" and "man"
+    not                                    aligns with both ne and pas
+    look for, listen to, wait for          the English particle aligns with the French
+                                           verb (chercher), which has no preposition
+    words only one language needs          are unaligned: English do-support (does,
+        do), French est-ce que, and a French article with no English one
+        (des chats, de petits chats for "cats", "small cats")
+
 Try it:
 
     python -c "from minitransformer.corpus.grammar import *; \
@@ -96,6 +114,22 @@ class GrammarError(ValueError):
     """The clause asks for a construction this grammar does not (safely) produce."""
 
 
+@dataclass(frozen=True)
+class Word:
+    """One rendered token and the concepts it expresses ("subject.noun", "verb", ...).
+
+    Two words of a translation pair are aligned when their concepts meet; a word with no
+    concepts (does, est-ce) is aligned with nothing.
+    """
+
+    text: str
+    concepts: frozenset[str] = frozenset()
+
+
+def texts(words: list[Word]) -> list[str]:
+    return [word.text for word in words]
+
+
 # --------------------------------------------------------------------------------------
 # Sounds and spelling
 # --------------------------------------------------------------------------------------
@@ -124,6 +158,18 @@ def glue(words: list[str]) -> str:
     """Join tokens with spaces, attaching an elided word to the next one: l' arbre -> l'arbre."""
     text = " ".join(words)
     return text.replace("' ", "'")
+
+
+def glue_words(words: list[Word]) -> list[Word]:
+    """`glue` on Words: an elided word joins the next one, and so do their concepts, so
+    l' + homme is one token l'homme that expresses both "the" and "man"."""
+    out: list[Word] = []
+    for word in words:
+        if out and out[-1].text.endswith("'"):
+            out[-1] = Word(out[-1].text + word.text, out[-1].concepts | word.concepts)
+        else:
+            out.append(word)
+    return out
 
 
 def english_indefinite_article(following: str) -> str:
@@ -211,15 +257,22 @@ def _adjectives(np: NP) -> tuple[list[Adjective], list[Adjective]]:
 
 def english_np(np: NP) -> list[str]:
     """the small black cat, an old car, my friends, cats (indefinite plural: no article)."""
+    return texts(english_np_words(np, "np"))
+
+
+def english_np_words(np: NP, role: str) -> list[Word]:
+    """english_np as Words; `role` (subject, object, ...) prefixes each concept."""
     noun = NOUNS[np.noun]
     pre, post = _adjectives(np)
     # English puts opinion/size/age (the French pre-nominal kind) before colour/origin.
-    words = [a.en for a in pre + post] + [noun.en_plural if np.plural else noun.en]
+    words = [Word(a.en, frozenset({f"{role}.adj.{a.en}"})) for a in pre + post]
+    words.append(Word(noun.en_plural if np.plural else noun.en, frozenset({f"{role}.noun"})))
+    determiner = frozenset({f"{role}.det"})
     if np.det == "a":
-        return words if np.plural else [english_indefinite_article(words[0])] + words
+        return words if np.plural else [Word(english_indefinite_article(words[0].text), determiner)] + words
     if np.det not in DETERMINERS:
         raise GrammarError(f"unknown determiner {np.det!r}")
-    return [np.det] + words
+    return [Word(np.det, determiner)] + words
 
 
 def _french_determiner(np: NP, first: str, gender: str, you: str, indefinite_as_de: bool) -> str:
@@ -255,23 +308,36 @@ def french_np(np: NP, you: str = "tu", preposition: str = "", negated_object: bo
     negated_object: the NP is the direct object of a negated verb, where un/une/des turn
         into de: je n'ai pas de chat.
     """
+    return texts(french_np_words(np, "np", you, preposition, "np.prep", negated_object))
+
+
+def french_np_words(np: NP, role: str, you: str = "tu", preposition: str = "", preposition_concept: str = "",
+                    negated_object: bool = False) -> list[Word]:
+    """french_np as Words. The preposition expresses `preposition_concept`; a contraction
+    (au, du) or an elided d' expresses the preposition's and the article's concepts both."""
     noun = NOUNS[np.noun]
     gender = noun.gender
     pre, post = _adjectives(np)
     noun_form = noun.fr_plural if np.plural else noun.fr
-    words = [adjective_form(a, gender, np.plural, before=noun_form) for a in pre]
-    words += [noun_form] + [adjective_form(a, gender, np.plural) for a in post]
+    words = [Word(adjective_form(a, gender, np.plural, before=noun_form), frozenset({f"{role}.adj.{a.en}"}))
+             for a in pre]
+    words.append(Word(noun_form, frozenset({f"{role}.noun"})))
+    words += [Word(adjective_form(a, gender, np.plural), frozenset({f"{role}.adj.{a.en}"})) for a in post]
     # des also becomes de before a pre-nominal adjective (de petits chats), and after the
     # preposition de the article des disappears into it (il parle de chats).
     indefinite_as_de = negated_object or (np.plural and (bool(pre) or preposition == "de"))
-    determiner = _french_determiner(np, words[0], gender, you, indefinite_as_de)
+    determiner = _french_determiner(np, words[0].text, gender, you, indefinite_as_de)
+    det_concept, prep_concept = f"{role}.det", preposition_concept
     if preposition == "de" and determiner in ("de", "d'"):
-        return glue_tokens([determiner] + words)
+        return glue_words([Word(determiner, frozenset({det_concept, prep_concept}))] + words)
     if (preposition, determiner) in CONTRACTIONS:
-        return glue_tokens([CONTRACTIONS[preposition, determiner]] + words)
+        return glue_words([Word(CONTRACTIONS[preposition, determiner], frozenset({det_concept, prep_concept}))]
+                          + words)
     if preposition == "de":
-        return glue_tokens([elide("de", determiner), determiner] + words)  # d'un, de la
-    return glue_tokens(([preposition] if preposition else []) + [determiner] + words)
+        return glue_words([Word(elide("de", determiner), frozenset({prep_concept})),
+                           Word(determiner, frozenset({det_concept}))] + words)  # d'un, de la
+    head = [Word(preposition, frozenset({prep_concept}))] if preposition else []
+    return glue_words(head + [Word(determiner, frozenset({det_concept}))] + words)
 
 
 def glue_tokens(words: list[str]) -> list[str]:
@@ -331,49 +397,64 @@ def _english_person(subject: NP | str) -> str:
 
 def english(clause: Clause) -> str:
     """The English sentence, lower-case, with the final punctuation as its own token."""
-    subject = english_np(clause.subject) if isinstance(clause.subject, NP) else [clause.subject]
+    return " ".join(texts(english_words(clause)))
+
+
+def english_words(clause: Clause) -> list[Word]:
+    """The English sentence as Words, the concepts named by role (see `Word`)."""
+    if isinstance(clause.subject, NP):
+        subject = english_np_words(clause.subject, "subject")
+    else:
+        subject = [Word(clause.subject, frozenset({"subject"}))]
     person = _english_person(clause.subject)
     complement = []
     if clause.adjective:
-        complement.append(clause.adjective)
+        complement.append(Word(clause.adjective, frozenset({"predicate"})))
     if clause.obj is not None:
-        particle = VERBS[clause.verb].en_particle
-        complement += ([particle] if particle else []) + english_np(clause.obj)
+        verb = VERBS[clause.verb]
+        # "talk about" -> parler de: the particle is the French preposition; "look for"
+        # -> chercher: French has none, so the particle belongs to the verb.
+        particle = [Word(verb.en_particle, frozenset({"verb.prep" if verb.fr_prep else "verb"}))]
+        complement += (particle if verb.en_particle else []) + english_np_words(clause.obj, "object")
     if clause.recipient is not None:
-        complement += ["to"] + english_np(clause.recipient)
+        complement += [Word("to", frozenset({"recipient.prep"}))] + english_np_words(clause.recipient, "recipient")
     if clause.place is not None:
-        complement += [clause.place.preposition] + english_np(clause.place.np)
+        complement += [Word(clause.place.preposition, frozenset({"place.prep"}))]
+        complement += english_np_words(clause.place.np, "place")
 
+    verb = frozenset({"verb"})
+    negation = Word("not", frozenset({"negation"}))
     if clause.verb == "be":
-        be = {"i": "am", "you": "are", "3sg": "is", "plural": "are"}[person]
+        be = Word({"i": "am", "you": "are", "3sg": "is", "plural": "are"}[person], verb)
         words = {
             "statement": subject + [be] + complement,
-            "negative": subject + [be, "not"] + complement,
+            "negative": subject + [be, negation] + complement,
             "question": [be] + subject + complement,
-            "where": ["where", be] + subject,
+            "where": [Word("where", frozenset({"where"})), be] + subject,
         }[clause.mood]
     else:
         base = VERBS[clause.verb].en
-        inflected = english_third_person(base) if person == "3sg" else base
-        do = "does" if person == "3sg" else "do"  # English negates and asks with "do"
+        inflected = Word(english_third_person(base) if person == "3sg" else base, verb)
+        # English negates and asks with "do", which French does not need: no concept
+        do = Word("does" if person == "3sg" else "do")
         words = {
             "statement": subject + [inflected] + complement,
-            "negative": subject + [do, "not", base] + complement,
-            "question": [do] + subject + [base] + complement,
+            "negative": subject + [do, negation, Word(base, verb)] + complement,
+            "question": [do] + subject + [Word(base, verb)] + complement,
         }[clause.mood]
-    return " ".join(words + ["?" if clause.mood in ("question", "where") else "."])
+    return words + [Word("?" if clause.mood in ("question", "where") else ".", frozenset({"punctuation"}))]
 
 
-def _french_subject(subject: NP | str, reading: dict[str, str]) -> tuple[list[str], int, str, bool]:
+def _french_subject(subject: NP | str, reading: dict[str, str]) -> tuple[list[Word], int, str, bool]:
     """(tokens, person index, gender, plural) of the French subject."""
     if isinstance(subject, NP):
         noun = NOUNS[subject.noun]
         person = 5 if subject.plural else 2
-        return french_np(subject, reading["you"]), person, noun.gender, subject.plural
+        return french_np_words(subject, "subject", reading["you"]), person, noun.gender, subject.plural
     choices = dict(PRONOUNS[subject])
     pronoun = reading[subject] if subject in ("you", "they") else next(iter(choices))
     gender = "f" if pronoun in ("elle", "elles") else "m"
-    return [pronoun], choices[pronoun], gender, pronoun in ("nous", "vous", "ils", "elles")
+    return [Word(pronoun, frozenset({"subject"}))], choices[pronoun], gender, pronoun in ("nous", "vous", "ils", "elles")
 
 
 def invert(verb_form: str, pronoun: str) -> str:
@@ -389,59 +470,88 @@ def invert(verb_form: str, pronoun: str) -> str:
 
 def french(clause: Clause, reading: dict[str, str]) -> str:
     """The French sentence for one reading of the clause."""
+    return " ".join(texts(french_words(clause, reading)))
+
+
+def french_words(clause: Clause, reading: dict[str, str]) -> list[Word]:
+    """The French sentence for one reading of the clause, as Words."""
     subject, person, gender, plural = _french_subject(clause.subject, reading)
     you = reading["you"]
-    verb_form = conjugate("être" if clause.verb == "be" else VERBS[clause.verb].fr, person)
+    verb = Word(conjugate("être" if clause.verb == "be" else VERBS[clause.verb].fr, person), frozenset({"verb"}))
     negated = clause.mood == "negative"
 
     complement = []
     if clause.adjective:
         # The predicate adjective agrees with the subject: la voiture est noire.
-        complement.append(adjective_form(ADJECTIVES[clause.adjective], gender, plural))
+        complement.append(Word(adjective_form(ADJECTIVES[clause.adjective], gender, plural), frozenset({"predicate"})))
     if clause.obj is not None:
         # Only a direct object takes de after a negation: il n'a pas de chat,
         # but il ne joue pas avec un chat.
         preposition = VERBS[clause.verb].fr_prep
-        complement += french_np(clause.obj, you, preposition, negated_object=negated and not preposition)
+        complement += french_np_words(clause.obj, "object", you, preposition, "verb.prep",
+                                      negated_object=negated and not preposition)
     if clause.recipient is not None:
-        complement += french_np(clause.recipient, you, "à")
+        complement += french_np_words(clause.recipient, "recipient", you, "à", "recipient.prep")
     if clause.place is not None:
         french_preposition = PLACE_PREPOSITIONS[clause.place.preposition]
-        complement += french_np(clause.place.np, you, french_preposition)
+        complement += french_np_words(clause.place.np, "place", you, french_preposition, "place.prep")
 
     pronoun = subject[0] if isinstance(clause.subject, str) else None
+    negation = frozenset({"negation"})
+    if pronoun:
+        inverted = Word(invert(verb.text, pronoun.text), verb.concepts | pronoun.concepts)
     if clause.mood == "statement":
-        words = subject + [verb_form] + complement
+        words = subject + [verb] + complement
     elif clause.mood == "negative":
-        words = subject + ["ne", verb_form, "pas"] + complement
+        words = subject + [Word("ne", negation), verb, Word("pas", negation)] + complement
     elif clause.mood == "question" and pronoun:
-        words = [invert(verb_form, pronoun)] + complement
+        words = [inverted] + complement
     elif clause.mood == "question":
         # Inverting a noun subject needs a copy pronoun (le chat dort-il ?); est-ce que
-        # turns the statement into a question without touching its order.
-        words = ["est-ce", "que"] + subject + [verb_form] + complement
+        # turns the statement into a question without touching its order. It has no
+        # English counterpart (the "does" of English is unaligned too).
+        words = [Word("est-ce"), Word("que")] + subject + [verb] + complement
     elif pronoun:
-        words = ["où", invert(verb_form, pronoun)]
+        words = [Word("où", frozenset({"where"})), inverted]
     else:
-        words = ["où", verb_form] + subject
-    return glue(_elide_clitics(words)) + (" ?" if clause.mood in ("question", "where") else " .")
+        words = [Word("où", frozenset({"where"})), verb] + subject
+    mark = "?" if clause.mood in ("question", "where") else "."
+    return glue_words(_elide_clitics(words)) + [Word(mark, frozenset({"punctuation"}))]
 
 
-def _elide_clitics(words: list[str]) -> list[str]:
+def _elide_clitics(words: list[Word]) -> list[Word]:
     """je, ne and que elide before a vowel sound: j'aime, je n'aime pas, est-ce qu'un chat."""
     out = list(words)
     for i in range(len(out) - 1):
-        if out[i] in ("je", "ne", "que"):
-            out[i] = elide(out[i], out[i + 1])
+        if out[i].text in ("je", "ne", "que"):
+            out[i] = Word(elide(out[i].text, out[i + 1].text), out[i].concepts)
     return out
+
+
+def align_words(english_side: list[Word], french_side: list[Word]) -> str:
+    """The gold alignment in Pharaoh form, "i-j ..." sorted by i then j: English word i and
+    French word j are aligned when they express a common concept."""
+    return " ".join(f"{i}-{j}" for i, en in enumerate(english_side) for j, fr in enumerate(french_side)
+                    if en.concepts & fr.concepts)
 
 
 def render(clause: Clause) -> tuple[str, tuple[str, ...]]:
     """(English sentence, every French translation), e.g.
     ('do you like the cat ?', ('aimes-tu le chat ?', 'aimez-vous le chat ?'))."""
+    english_sentence, translations, _ = render_aligned(clause)
+    return english_sentence, translations
+
+
+def render_aligned(clause: Clause) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """render(clause) and, for each translation, its gold alignment, e.g.
+    ('the black cat sleeps .', ('le chat noir dort .',), ('0-0 1-2 2-1 3-3 4-4',))."""
     _check(clause)
-    translations = tuple(dict.fromkeys(french(clause, r) for r in readings(clause)))
-    return english(clause), translations
+    english_side = english_words(clause)
+    aligned = {}  # French sentence -> alignment, in reading order, duplicates dropped
+    for reading in readings(clause):
+        french_side = french_words(clause, reading)
+        aligned.setdefault(" ".join(texts(french_side)), align_words(english_side, french_side))
+    return " ".join(texts(english_side)), tuple(aligned), tuple(aligned.values())
 
 
 # --------------------------------------------------------------------------------------

@@ -10,7 +10,16 @@ side ("merge"). One layer serves the three uses in the Transformer:
     causal self-attention  X_q = X_kv = Y            mask: padding and "no peeking ahead"
     cross-attention        X_q = Y, X_kv = memory    mask: source padding
 
-Parameters (dict): w_q, w_k, w_v, w_o (D, D) and b_q, b_k, b_v, b_o (D,).
+Parameters (dict): w_q, w_k, w_v, w_o (D, D) and b_q, b_k, b_v, b_o (D,), and optionally
+gate (H,), which only minitransformer/interpret/ sets: each head's output is multiplied
+by its gate before W_o, head_h·g_h, so g = 1 changes nothing and g_h = 0 removes head h
+(Michel et al., 2019). With a gate the backward also returns
+
+    ∂L/∂g_h = Σ_{b,t,d} ∂L/∂(head_h·g_h) ⊙ head_h          "gate"        (H,)
+    ∂L/∂A   = ∂L/∂head · Vᵀ                                 "attn_probs"  (B, H, T, S)
+
+the second being the gradient with respect to the attention weights themselves. Without a
+gate nothing of this is computed.
 Backward returns dx_q, dx_kv and the gradients under the same keys; for self-attention the
 caller adds dx_q and dx_kv, since X fed both.
 """
@@ -35,6 +44,8 @@ class MultiheadCache(NamedTuple):
     n_heads: int
     backend: object  # the kernels object whose attention core ran the forward
     blocked: tuple = None  # the blocked core's (out, logsumexp, mask, block_size), else None
+    gate: object = None  # (H,) the head gates, when params has them (interpret/)
+    heads: object = None  # (B, H, T, Dh) the heads before their gates, only with a gate
 
 
 def split_heads(x, n_heads):
@@ -83,9 +94,11 @@ def multihead_forward(x_q, x_kv, params, n_heads, mask, backend, kv_cache=None, 
         k, v, cache_k, cache_v = project()
         heads, logsumexp = backend.attention_forward_blocked(q, k, v, mask, block_size)  # (B, H, T, Dh), (B, H, T)
         probs, blocked = None, (heads, logsumexp, mask, block_size)
-    merged = merge_heads(heads)  # (B, T, D)
+    gate = params.get("gate")  # (H,) or None: see the module docstring
+    merged = merge_heads(heads if gate is None else heads * gate[:, None, None])  # (B, T, D)
     y, cache_o = linear_forward(merged, params["w_o"], params["b_o"])  # (B, T, D)
-    return y, MultiheadCache(cache_q, cache_k, cache_v, cache_o, q, k, v, probs, n_heads, backend, blocked)
+    return y, MultiheadCache(cache_q, cache_k, cache_v, cache_o, q, k, v, probs, n_heads, backend, blocked,
+                             gate, None if gate is None else heads)
 
 
 def multihead_backward(dy, cache):
@@ -93,6 +106,12 @@ def multihead_backward(dy, cache):
     grads = {}
     dmerged, grads["w_o"], grads["b_o"] = linear_backward(dy, cache.linear_o)  # (B, T, D)
     dheads = split_heads(dmerged, cache.n_heads)  # (B, H, T, Dh)
+    if cache.gate is not None:
+        # in the forward pass this was: merged = Concat(head_h · g_h)
+        grads["gate"] = (dheads * cache.heads).sum(axis=(0, 2, 3))  # (H,)
+        dheads = dheads * cache.gate[:, None, None]  # (B, H, T, Dh)
+        # in the forward pass this was (inside the core): head = A·V, so ∂L/∂A = ∂L/∂head·Vᵀ
+        grads["attn_probs"] = dheads @ cache.v.swapaxes(-1, -2)  # (B, H, T, S)
     if cache.blocked is None:
         dq, dk, dv = cache.backend.attention_backward(dheads, cache.q, cache.k, cache.v, cache.probs)
     else:

@@ -39,6 +39,8 @@ def trace_data(trace):
         "decoder_self": rounded(trace.decoder_self),  # [layer][head][step][decoder input key]
         "cross": rounded(trace.cross),  # [layer][head][step][source key]
         "saliency": None if trace.saliency is None else rounded(trace.saliency),  # [step][source]
+        "explanations": {name: rounded(array) for name, array in trace.explanations.items()},  # [step][source]
+        "head_importance": {stack: rounded(array) for stack, array in trace.head_importance.items()},  # [layer][head]
         "meta": trace.meta,
     }
 

@@ -1,0 +1,293 @@
+"""Is attention an explanation? Every method of minitransformer/interpret/ scored against the
+toy corpus's gold word alignments, and the heads weighed, removed and clustered.
+
+    .venv/bin/python bench/bench_interpret.py              # writes bench/results/<cpu>-<isa>/interpret.{md,json}
+    .venv/bin/python bench/bench_interpret.py --quick      # 20 pairs a set, fewer points: does it run?
+    .venv/bin/python bench/bench_interpret.py --sentences 1078   # every pair of the test set
+
+The model is the trained toy run, runs/toy (trained here first, niced, when it is missing:
+`minitransformer train --config toy`, about 10 minutes on 2 cores).
+
+1. Alignment error rate, on the first --sentences pairs of data/toy-test.tsv and of
+   data/toy-test-compositional.tsv against their .align files: every method, the raw
+   attention of every cross-attention head, the best head and the head mean. Each French
+   word is aligned to its highest-scoring English word (interpret/aer.py).
+2. Faithfulness: deletion curves on the same pairs, k = 1 … 3 English words removed, with a
+   random ranking as the floor (interpret/faithfulness.py).
+3. Integrated gradients' completeness gap at the step count used.
+4. Heads: importance E|∂L/∂g| on the test pairs, BLEU with each head removed and pruning
+   curves (least important first, and random order) on the first --bleu-sources test
+   sources, and the clustering of the encoder's and the decoder's self-attention heads on
+   --cluster-sentences pairs.
+5. The gradient of an attention weight with respect to the input (the notes' gradient
+   interpretability): for every encoder head and every query, the query's strongest key,
+   and which source token's embedding moves that weight most, ‖∂A[q, k]/∂e_s‖: the key's
+   own token, the query's own token, or another one.
+6. The same head analyses on the Tatoeba run (runs/tatoeba, ../shared/data) when both exist;
+   otherwise the report says it was skipped and why. Tatoeba has no gold alignments.
+
+Figures go to docs/images/interpret-*.png (chapter 11).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def parse_arguments():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20 pairs a set, few BLEU sources")
+    parser.add_argument("--sentences", type=int, default=200, help="pairs per test set for AER and deletion (200)")
+    parser.add_argument("--ig-steps", type=int, default=128, help="integrated gradients' steps (128)")
+    parser.add_argument("--bleu-sources", type=int, default=200, help="test sources for ablation BLEU (200)")
+    parser.add_argument("--cluster-sentences", type=int, default=100, help="pairs for head clustering (100)")
+    parser.add_argument("--run", default=str(ROOT / "runs" / "toy"), help="the toy run (runs/toy)")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (1)")
+    parser.add_argument("--only", choices=("weight-gradient",),
+                        help="recompute only this part, into the report already written")
+    return parser.parse_args()
+
+
+ARGS = parse_arguments() if __name__ == "__main__" else None
+if ARGS is not None:
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+from common import machine_info, markdown_table, results_dir, write_json, write_text  # noqa: E402
+
+IMAGES = ROOT / "docs" / "images"
+TEST_SETS = {"test": "toy-test", "compositional": "toy-test-compositional"}
+FRACTIONS = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875]
+
+
+def ensure_run(run):
+    """Train the toy model into `run` (niced) unless it already holds a checkpoint."""
+    if (Path(run) / "checkpoints").exists() and any((Path(run) / "checkpoints").iterdir()):
+        return
+    print(f"bench_interpret: no trained model in {run}; training one (about 10 minutes)", flush=True)
+    command = ["nice", "-n", "19", sys.executable, "-m", "minitransformer", "train", "--config", "toy",
+               "--out", str(run), "--no-progress"]
+    subprocess.run(command, cwd=ROOT, check=True)
+
+
+def head_analyses(model, tokenizer, pairs, sources, references, cluster_pairs, label, quick):
+    """Importance, ablation, pruning curves and clustering of one model: a dict, and figures."""
+    from minitransformer.interpret import ablation, clustering, importance, plots
+    from minitransformer.interpret.evaluate import collect_head_maps
+
+    examples = [(tokenizer.encode_src(en), tokenizer.encode_tgt(fr)) for en, fr in pairs]
+    start = time.perf_counter()
+    scores = importance.head_importance(model, examples, model.config.pad_id, progress=True)
+    base, table = ablation.ablation_table(model, tokenizer, sources, references, progress=True)
+    fractions = FRACTIONS[::2] if quick else FRACTIONS
+    curves = {
+        "least important first": ablation.pruning_curve(model, tokenizer, sources, references,
+                                                        importance.ranked_heads(scores), fractions, progress=True),
+        "random order": ablation.pruning_curve(model, tokenizer, sources, references,
+                                               ablation.random_order(model.config, seed=0), fractions, progress=True),
+    }
+    clusters = {}
+    for stack in ("encoder", "decoder_self"):
+        maps, punctuation = collect_head_maps(model, tokenizer, cluster_pairs, stack)
+        result = clustering.cluster_heads(maps, punctuation, n_clusters=4)
+        clusters[stack] = result
+        plots.dendrogram(result, IMAGES / f"interpret-{label}-clusters-{stack}.png",
+                         title=f"{label}: {stack} self-attention heads, Jensen–Shannon distance")
+    plots.importance_map(scores, IMAGES / f"interpret-{label}-importance.png", ablation=table)
+    plots.pruning_plot(curves, IMAGES / f"interpret-{label}-pruning.png", title=f"{label}: BLEU as heads are removed")
+    return {
+        "importance": {stack: value.tolist() for stack, value in scores.items()},
+        "bleu": base,
+        "ablation_bleu_change": {stack: value.tolist() for stack, value in table.items()},
+        "pruning": curves,
+        "clusters": {stack: {"names": r.names, "labels": r.labels.tolist(), "head_patterns": r.head_patterns,
+                             "cluster_patterns": r.cluster_patterns,
+                             "head_scores": [{k: float(v) for k, v in s.items()} for s in r.head_scores]}
+                     for stack, r in clusters.items()},
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def weight_gradient_part(model, tokenizer, pairs):
+    """Which source token moves each encoder head's strongest weights: {"L0H1": {...}}."""
+    from minitransformer.interpret.gates import attention_layers
+    from minitransformer.interpret.weight_gradient import attention_weight_gradient
+
+    from minitransformer.layers.encoder import encoder_attention_probs
+
+    counts = {}
+    xp = model.xp
+    for english, _ in pairs:
+        ids = [int(i) for i in tokenizer.encode_src(english)]
+        _, _, (_, cache) = model.encode(xp.asarray([ids]))
+        maps = [np.asarray(probs[0]) for probs in encoder_attention_probs(cache)]
+        for layer in range(len(attention_layers(model.config)["encoder"])):
+            for head in range(model.config.n_heads):
+                tally = counts.setdefault(f"L{layer}H{head}", {"key": 0, "query": 0, "other": 0})
+                for query in range(len(ids)):
+                    key = int(np.argmax(maps[layer][head, query]))
+                    _, gradient = attention_weight_gradient(model, ids, layer, head, query, key)
+                    strongest = int(np.argmax(np.linalg.norm(gradient, axis=1)))
+                    tally["key" if strongest == key else "query" if strongest == query else "other"] += 1
+    return {name: {k: v / sum(t.values()) for k, v in t.items()} for name, t in counts.items()}
+
+
+def weight_gradient_markdown(result):
+    rows = [[name, f"{t['key']:.0%}", f"{t['query']:.0%}", f"{t['other']:.0%}"] for name, t in result.items()]
+    return ["## The gradient of an attention weight with respect to the input", "",
+            "For each encoder head and each query q, its strongest key k; which source token's embedding "
+            "moves A[q, k] most (largest ‖∂A[q, k]/∂e_s‖)? When q = k the token counts as the key.", "",
+            markdown_table(["encoder head", "the key's token", "the query's token", "another token"], rows), ""]
+
+
+def heads_markdown(result, label):
+    rows = []
+    for stack, table in result["importance"].items():
+        for layer, row in enumerate(table):
+            changes = result["ablation_bleu_change"][stack][layer]
+            rows.append([stack, layer] + [f"{value:.2f} ({change:+.1f})" for value, change in zip(row, changes)])
+    n_heads = len(rows[0]) - 2
+    lines = [f"### Heads of the {label} model", "",
+             f"BLEU of the whole model {result['bleu']:.1f}. Each cell: importance (normalized per layer), "
+             "and in brackets the BLEU change with that one head removed.", "",
+             markdown_table(["stack", "layer"] + [f"head {h}" for h in range(n_heads)], rows), "",
+             "Pruning: BLEU with a fraction of all heads removed.", ""]
+    curves = result["pruning"]
+    header = ["order"] + [f"{fraction:.0%}" for fraction, _, _ in next(iter(curves.values()))]
+    lines += [markdown_table(header, [[name] + [f"{bleu:.1f}" for _, _, bleu in curve] for name, curve in curves.items()]), ""]
+    for stack, clusters in result["clusters"].items():
+        members = {}
+        for name, label_, scores in zip(clusters["names"], clusters["labels"], clusters["head_scores"]):
+            top = max(scores, key=scores.get)
+            members.setdefault(label_, []).append(f"{name} ({top} {scores[top]:.2f})")
+        lines.append(f"Clusters of the {stack} heads (4, average linkage on JS distance; each head with its "
+                     "largest pattern weight, a cluster named by its members' mean): " + "; ".join(
+            f"**{clusters['cluster_patterns'][c]}**: {', '.join(m)}" for c, m in sorted(members.items())))
+        lines.append("")
+    return lines
+
+
+def main():
+    from minitransformer.checkpoint import load_for_inference
+    from minitransformer.interpret import plots
+    from minitransformer.interpret.evaluate import read_aligned_pairs, read_pairs, score_alignments
+    from minitransformer.interpret.methods import explain_pair
+    from minitransformer.data import group_references
+
+    args = ARGS
+    n_sentences = 20 if args.quick else args.sentences
+    n_bleu = 40 if args.quick else args.bleu_sources
+    n_cluster = 20 if args.quick else args.cluster_sentences
+    ensure_run(args.run)
+    model, tokenizer, info = load_for_inference(args.run, backend="numpy")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    test_pairs = read_pairs(ROOT / "data" / "toy-test.tsv")
+    if args.only == "weight-gradient":
+        import json
+
+        report = json.loads((results_dir() / "interpret.json").read_text())
+        report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
+        write_json("interpret", report)
+        write_text("interpret.md", markdown(report))
+        print(markdown(report))
+        return
+    report = {"machine": machine_info(), "run": str(info.get("checkpoint")), "settings": vars(args) | {
+        "sentences": n_sentences, "bleu_sources": n_bleu, "cluster_sentences": n_cluster}}
+
+    # 1-3: AER, deletion, completeness on both gold sets
+    for name, stem in TEST_SETS.items():
+        pairs, gold = read_aligned_pairs(ROOT / "data" / f"{stem}.tsv", ROOT / "data" / f"{stem}.align")
+        start = time.perf_counter()
+        result = score_alignments(model, tokenizer, pairs[:n_sentences], gold[:n_sentences],
+                                  ig_steps=args.ig_steps, progress=True)
+        result["seconds"] = time.perf_counter() - start
+        gaps = np.array(result.pop("ig_completeness"))
+        result["ig_completeness"] = {"median": float(np.median(gaps)), "p90": float(np.quantile(gaps, 0.9)),
+                                     "max": float(gaps.max()), "within_1_percent": float(np.mean(gaps < 0.01))}
+        report[name] = result
+    # one sentence, every method, for the chapter
+    pairs, gold = read_aligned_pairs(ROOT / "data" / "toy-test.tsv", ROOT / "data" / "toy-test.align")
+    example = next(i for i, (en, _) in enumerate(pairs) if "not" in en.split() and len(en.split()) >= 7)
+    explained = explain_pair(model, tokenizer, *pairs[example], ig_steps=args.ig_steps)
+    plots.methods_side_by_side(explained, gold[example], IMAGES / "interpret-methods.png")
+    report["example"] = {"pair": pairs[example], "gold": sorted(gold[example])}
+
+    # 4: heads of the toy model
+    report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
+    sources, references = group_references(test_pairs)
+    report["heads"] = head_analyses(model, tokenizer, test_pairs, sources[:n_bleu], references[:n_bleu],
+                                    test_pairs[:n_cluster], "toy", args.quick)
+
+    # 6: Tatoeba, when there is a run and the data
+    tatoeba_run, tatoeba_valid = ROOT / "runs" / "tatoeba", ROOT.parent / "shared" / "data" / "tatoeba-fra-eng-valid.tsv"
+    if not tatoeba_valid.exists():
+        report["tatoeba"] = f"skipped: {tatoeba_valid} is absent"
+    elif not (tatoeba_run / "checkpoints").exists():
+        report["tatoeba"] = ("skipped: no trained Tatoeba model in runs/tatoeba "
+                             "(`make train CONFIG=tatoeba` first; hours on 2 cores)")
+    else:
+        t_model, t_tokenizer, _ = load_for_inference(tatoeba_run, backend="numpy")
+        t_pairs = [(en, fr) for en, fr in read_pairs(tatoeba_valid)][: 4 * n_bleu]
+        t_sources, t_references = group_references(t_pairs)
+        report["tatoeba"] = head_analyses(t_model, t_tokenizer, t_pairs, t_sources[:n_bleu], t_references[:n_bleu],
+                                          t_pairs[:n_cluster], "tatoeba", args.quick)
+
+    write_json("interpret", report)
+    write_text("interpret.md", markdown(report))
+    print(markdown(report))
+
+
+def markdown(report):
+    settings = report["settings"]
+    machine = report["machine"]
+    lines = ["# Is attention an explanation? (bench/bench_interpret.py)", "",
+             f"Model: {report['run']}. {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs, "
+             f"{machine['date_utc']}. {settings['sentences']} pairs per set; integrated gradients with "
+             f"{settings['ig_steps']} steps; alignment = each French word to its highest-scoring English word.", "",
+             "## Alignment error rate against the gold alignments (lower is better)", ""]
+    names = list(report["test"]["aer"])
+    rows = [[name] + [f"{report[s]['aer'][name]:.3f}" for s in TEST_SETS] for name in names]
+    rows.append(["best single head (per set)"] + [
+        f"{report[s]['best_head'][2]:.3f} (L{report[s]['best_head'][0]}H{report[s]['best_head'][1]})" for s in TEST_SETS])
+    lines += [markdown_table(["method", "test", "compositional"], rows), "",
+              "Raw cross-attention, every head (test / compositional):", ""]
+    head_rows = []
+    test_heads, comp_heads = np.array(report["test"]["head_aer"]), np.array(report["compositional"]["head_aer"])
+    for layer in range(test_heads.shape[0]):
+        head_rows.append([f"layer {layer}"] + [f"{a:.3f} / {b:.3f}" for a, b in zip(test_heads[layer], comp_heads[layer])])
+    lines += [markdown_table(["decoder layer"] + [f"head {h}" for h in range(test_heads.shape[1])], head_rows), "",
+              "## Faithfulness: deletion (higher is more faithful)", "",
+              "Mean drop of the French word's probability when its top-k English words are deleted "
+              "(turned into padding); AOPC is the mean over k = 1–3.", ""]
+    rows = []
+    for method in report["test"]["aopc"]:
+        row = [method]
+        for s in TEST_SETS:
+            curve = report[s]["deletion"][method]
+            row.append(" / ".join(f"{v:.3f}" for v in curve) + f" (AOPC {report[s]['aopc'][method]:.3f})")
+        rows.append(row)
+    lines += [markdown_table(["method", "test: Δ(1) / Δ(2) / Δ(3)", "compositional"], rows), "",
+              "## Integrated gradients: completeness", ""]
+    rows = [[s, f"{report[s]['ig_completeness']['median']:.2%}", f"{report[s]['ig_completeness']['p90']:.2%}",
+             f"{report[s]['ig_completeness']['max']:.2%}", f"{report[s]['ig_completeness']['within_1_percent']:.0%}"]
+            for s in TEST_SETS]
+    lines += ["‖Σ_s IG − (f(x) − f(0))‖ / ‖f(x) − f(0)‖ per sentence:", "",
+              markdown_table(["set", "median", "90th percentile", "max", "sentences within 1 %"], rows), ""]
+    if "weight_gradient" in report:
+        lines += weight_gradient_markdown(report["weight_gradient"])
+    lines += ["## Heads", ""] + heads_markdown(report["heads"], "toy")
+    tatoeba = report["tatoeba"]
+    lines += heads_markdown(tatoeba, "Tatoeba") if isinstance(tatoeba, dict) else [f"Tatoeba: {tatoeba}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
