@@ -62,8 +62,10 @@ def orthogonal_features(n_features, head_dim, rng):
     blocks = []
     for _ in range(-(-n_features // head_dim)):
         gaussian = rng.standard_normal((head_dim, head_dim))
-        orthonormal, _ = np.linalg.qr(gaussian)  # columns orthonormal
-        blocks.append(orthonormal.T)
+        orthonormal, triangular = np.linalg.qr(gaussian)  # columns orthonormal
+        # LAPACK's QR fixes the signs of R's diagonal, which would tilt every direction
+        # towards one half-space (and bias the estimate); undoing it makes Q uniform (Haar)
+        blocks.append((orthonormal * np.sign(np.diag(triangular))).T)
     directions = np.concatenate(blocks)[:n_features]  # (m, Dh), unit rows
     lengths = np.linalg.norm(rng.standard_normal((n_features, head_dim)), axis=1)  # (m,) chi(Dh)
     return directions * lengths[:, None]
