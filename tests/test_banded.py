@@ -59,7 +59,7 @@ def random_problem(rng, dtype, batch=3, heads=2, tgt_len=13, src_len=13, head_di
 def test_equals_the_masked_reference(rng, dtype, causal, window):
     q, k, v, dout, keep = random_problem(rng, dtype)
     out, band = _ext.banded.banded_forward(q, k, v, window, causal, keep)
-    grads = _ext.banded.banded_backward(dout, q, k, v, band, window)
+    grads = _ext.banded.banded_backward(dout, q, k, v, band, window, causal)
     q64, k64, v64, dout64 = (x.astype(np.float64) for x in (q, k, v, dout))
     ref_out, ref_probs = banded_reference_forward(q64, k64, v64, window, causal, keep)
     ref_grads = banded_reference_backward(dout64, q64, k64, v64, ref_probs)
@@ -88,7 +88,7 @@ def test_fewer_queries_than_keys_are_the_last_positions(rng, dtype):
     out, band = _ext.banded.banded_forward(q, k, v, 3, causal=True)
     ref_out, ref_probs = banded_reference_forward(*(x.astype(np.float64) for x in (q, k, v)), 3, causal=True)
     assert_close(out, ref_out, dtype, "out")
-    grads = _ext.banded.banded_backward(dout, q, k, v, band, 3)
+    grads = _ext.banded.banded_backward(dout, q, k, v, band, 3, causal=True)
     ref_grads = banded_reference_backward(*(x.astype(np.float64) for x in (dout, q, k, v)), ref_probs)
     for name, grad, ref in zip(("dq", "dk", "dv"), grads, ref_grads):
         assert_close(grad, ref, dtype, name)

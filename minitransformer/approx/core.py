@@ -137,7 +137,7 @@ class ApproxAttention:
         """dout (B, H, T, Dh) -> dq (B, H, T, Dh), dk, dv (B, H, S, Dh)."""
         if state.method == "banded":
             probs, window = state.cache
-            return _ext.banded.banded_backward(dout, q, k, v, probs, window)
+            return _ext.banded.banded_backward(dout, q, k, v, probs, window, self.causal)
         backward = {
             "linformer": linformer_backward,
             "performer": performer_backward,
