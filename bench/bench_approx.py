@@ -58,6 +58,7 @@ EXACT_FUSED_LIMIT_BYTES = 2 * 2**30
 # the sizes of part 2 and part 3, per method
 SIZES_RANDOM = {
     "linformer": [8, 16, 32, 64, 128, 256],
+    "linformer-gaussian": [8, 16, 32, 64, 128, 256],
     "performer": [16, 32, 64, 128, 256, 512, 1024],
     "nystrom": [4, 8, 16, 32, 64, 128, 256],
     "sampling": [8, 16, 32, 64, 128, 256],
@@ -65,12 +66,13 @@ SIZES_RANDOM = {
 }
 SIZES_TOY = {
     "linformer": [1, 2, 4, 8, 16],
+    "linformer-gaussian": [1, 2, 4, 8, 16],
     "performer": [8, 32, 128, 512, 2048],
     "nystrom": [1, 2, 4, 8],
     "sampling": [1, 2, 4, 8, 16],
     "banded": [0, 1, 2, 4, 8],
 }
-PARAMETER = {"linformer": "rank k", "performer": "features m", "nystrom": "landmarks",
+PARAMETER = {"linformer": "rank k, E = F segment means", "linformer-gaussian": "rank k, E, F Gaussian", "performer": "features m", "nystrom": "landmarks",
              "sampling": "samples m (per query)", "banded": "window w"}
 # the fixed sizes of part 4, and the encoder specs of part 1
 TIMED = {"linformer": 64, "performer": 64, "performer-causal": 64, "nystrom": 32, "sampling": 32, "banded": 32}
@@ -86,6 +88,9 @@ def approximate(method, size, q, k, v, mask, seed):
     rng = np.random.default_rng(seed)
     src_len, head_dim = k.shape[2], k.shape[3]
     if method == "linformer":
+        projection = linformer.segment_mean_projection(size, src_len)
+        return linformer.linformer_forward(q, k, v, projection, projection, mask)[0]
+    if method == "linformer-gaussian":
         proj_k, proj_v = linformer.linformer_projections(size, src_len, rng)
         return linformer.linformer_forward(q, k, v, proj_k, proj_v, mask)[0]
     if method == "performer":
@@ -112,9 +117,9 @@ def error_curves(q, k, v, mask, sizes, seeds, rows=None):
     for method, values in sizes.items():
         points = []
         for size in values:
-            if method == "nystrom" and size > k.shape[2]:
+            if method in ("nystrom", "linformer") and size > k.shape[2]:
                 continue
-            draws = 1 if method in ("nystrom", "banded") else seeds  # deterministic methods
+            draws = 1 if method in ("nystrom", "banded", "linformer") else seeds  # deterministic methods
             errors = [relative_error(approximate(method, size, q, k, v, mask, seed), exact, rows) for seed in range(draws)]
             points.append((size, float(np.median(errors))))
         curves[method] = points
@@ -124,10 +129,10 @@ def error_curves(q, k, v, mask, sizes, seeds, rows=None):
 # --- part 4: time and memory ----------------------------------------------------------------
 
 
-def timed_calls(q, k, v, dout, omega, proj, rng):
+def timed_calls(q, k, v, dout, omega, rng):
     """{name: fn()} running one forward + backward each, float32."""
     size = TIMED
-    tgt_len = q.shape[2]
+    projection = linformer.segment_mean_projection(TIMED["linformer"], q.shape[2])  # (k, T)
 
     def exact_fused():
         out, probs = cython_backend.attention_forward(q, k, v, None)
@@ -138,7 +143,7 @@ def timed_calls(q, k, v, dout, omega, proj, rng):
         cython_backend.attention_backward_blocked(dout, q, k, v, out, lse, None, 64)
 
     def run_linformer():
-        out, cache = linformer.linformer_forward(q, k, v, proj[0][:, :tgt_len], proj[1][:, :tgt_len])
+        out, cache = linformer.linformer_forward(q, k, v, projection, projection)
         linformer.linformer_backward(dout, cache)
 
     def run_performer(causal):
@@ -169,11 +174,10 @@ def time_and_memory(lengths, heads=4, head_dim=64, quick=False):
     """{name: {T: {"median_ms", "peak_mib"}}}, and the lengths where exact-fused was skipped."""
     rng = np.random.default_rng(0)
     omega = performer.orthogonal_features(TIMED["performer"], head_dim, rng)
-    proj = linformer.linformer_projections(TIMED["linformer"], max(lengths), rng)
     results, skipped = {}, []
     for length in lengths:
         q, k, v, dout = (rng.standard_normal((1, heads, length, head_dim)).astype(np.float32) for _ in range(4))
-        calls = timed_calls(q, k, v, dout, omega, proj, rng)
+        calls = timed_calls(q, k, v, dout, omega, rng)
         # P and dS (T, T) per head, float32, plus scratch
         if 2 * heads * length * length * 4 > EXACT_FUSED_LIMIT_BYTES:
             calls.pop("exact-fused")
@@ -334,7 +338,7 @@ def markdown(report):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few steps: a smoke test")
-    parser.add_argument("--bleu-steps", type=int, default=800, help="training steps per method (0: skip parts 1 and 3)")
+    parser.add_argument("--bleu-steps", type=int, default=500, help="training steps per method (0: skip parts 1 and 3)")
     args = parser.parse_args(argv)
     if _ext.banded is None or cython_backend.unavailable_reason():
         print("bench_approx: the Cython kernels are not built (make setup)", file=sys.stderr)
@@ -342,7 +346,7 @@ def main(argv=None):
     info = common.machine_info()
     report = {"machine": info, "sgemm_peak_gflops": common.matmul_peak_gflops()["peak_gflops"],
               "command": "nice -n 19 python bench/bench_approx.py" + (" --quick" if args.quick else "")
-              + (f" --bleu-steps {args.bleu_steps}" if args.bleu_steps != 800 else "")}
+              + (f" --bleu-steps {args.bleu_steps}" if args.bleu_steps != 500 else "")}
     steps = min(args.bleu_steps, 60) if args.quick else args.bleu_steps
     work = common.SCRATCH / "approx"
     if steps > 0:

@@ -92,8 +92,11 @@ def test_sampling_gradients_with_frozen_samples(rng, block_size):
 
 def test_linformer_with_identity_projections_is_exact(rng):
     q, k, v = inputs(rng)
+    exact = attention_forward(q, k, v)[0]
     out, _ = linformer.linformer_forward(q, k, v, np.eye(T), np.eye(T))
-    np.testing.assert_allclose(out, attention_forward(q, k, v)[0], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(out, exact, rtol=0, atol=1e-13)
+    # segment means with one segment per key are the identity
+    np.testing.assert_array_equal(linformer.segment_mean_projection(T, T), np.eye(T))
 
 
 def test_nystrom_with_a_landmark_per_key_is_exact(rng):
@@ -200,6 +203,7 @@ def test_fully_padded_rows_give_zero_not_nan(rng):
     "call, words",
     [
         (lambda q, k, v, rng: linformer.linformer_projections(0, T, rng), "rank k"),
+        (lambda q, k, v, rng: linformer.segment_mean_projection(T + 1, T), "rank k"),
         (lambda q, k, v, rng: linformer.linformer_forward(q, k, v, np.eye(T), np.eye(T), causal=True), "causal"),
         (lambda q, k, v, rng: performer.orthogonal_features(-1, DH, rng), "features m"),
         (lambda q, k, v, rng: nystrom.nystrom_forward(q, k, v, T + 1), "landmarks"),

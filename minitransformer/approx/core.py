@@ -17,9 +17,10 @@ respect (LayerNorm, dropout, the loss stay compiled) except attention_forward an
 attention_backward, which run the method. Its "probs" are an ApproxState, whose
 weights() gives the trace the method's weights over the keys, approximate or implied.
 
-The random parts are fixed by ModelConfig.attention_seed: the Linformer projections and
-the Performer features are drawn once, when the model is built, and shared by all layers;
-the sampled keys are drawn afresh at every forward, from a generator seeded the same way.
+Linformer's E = F are segment means over the batch's length (min(k, S) segments). The
+random parts are fixed by ModelConfig.attention_seed: the Performer features are drawn
+once, when the model is built, and shared by all layers; the sampled keys are drawn afresh
+at every forward, from a generator seeded the same way.
 Cross-attention always stays exact.
 """
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from .. import _ext
 from .common import key_mask_of, positive_int
-from .linformer import linformer_backward, linformer_forward, linformer_projections, linformer_weights
+from .linformer import linformer_backward, linformer_forward, linformer_weights, segment_mean_projection
 from .nystrom import nystrom_backward, nystrom_forward, nystrom_weights
 from .performer import orthogonal_features, performer_backward, performer_forward, performer_weights
 from .sampling import sampling_backward, sampling_forward, sampling_weights
@@ -102,9 +103,7 @@ class ApproxAttention:
         self.handles_causal = causal
         self.handles_window = method == "banded"
         rng = np.random.default_rng(seed)
-        if method == "linformer":
-            self.proj_k, self.proj_v = linformer_projections(size, max_len, rng)
-        elif method == "performer":
+        if method == "performer":
             self.omega = orthogonal_features(size, head_dim, rng)
         elif method == "sampling":
             self.rng = rng
@@ -124,7 +123,8 @@ class ApproxAttention:
             out, probs = _ext.banded.banded_forward(q, k, v, self.size, self.causal, keep)
             return out, ApproxState("banded", (probs, self.size), src_len)
         if self.method == "linformer":
-            out, cache = linformer_forward(q, k, v, self.proj_k[:, :src_len], self.proj_v[:, :src_len], key_mask)
+            projection = segment_mean_projection(min(self.size, src_len), src_len)  # (k, S)
+            out, cache = linformer_forward(q, k, v, projection, projection, key_mask)
         elif self.method == "performer":
             out, cache = performer_forward(q, k, v, self.omega, key_mask, self.causal)
         elif self.method == "nystrom":

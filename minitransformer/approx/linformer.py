@@ -20,10 +20,13 @@ Backward, with P̄ = softmax(Q·K̄ᵀ/√Dh) and dO:
     dQ = dS̄·K̄/√Dh,   dK̄ = dS̄ᵀ·Q/√Dh
     dK = (Eᵀ·dK̄) ⊙ m,   dE = Σ_{b,h} dK̄·(K ⊙ m)ᵀ        (and the same for V, F)
 
-In the model E and F are fixed Gaussian projections, entries N(0, 1/r) (the
-Johnson–Lindenstrauss scaling, which keeps ‖E·x‖ ≈ ‖x‖), drawn once from a seed and
-sliced to the batch's length; the paper learns them. Their gradients are computed here
-all the same, and checked.
+The paper learns E and F. Here they are fixed, of two kinds:
+  * segment means (the model's choice): row j of E = F averages the keys of segment j of
+    r contiguous segments, so K̄ and V̄ are the means of stretches of the sequence;
+  * Gaussian, entries N(0, 1/S), drawn once: the Johnson–Lindenstrauss view, in which
+    random mixtures keep distances. On attention it does far worse (chapter 13 measures
+    both): a random mixture of values is not a value, while a mean of neighbours nearly is.
+The gradients of E and F are computed all the same, and checked.
 """
 
 import math
@@ -33,11 +36,24 @@ import numpy as np
 from .common import positive_int, softmax_backward
 
 
-def linformer_projections(rank, max_len, rng):
-    """E, F (rank, max_len): Gaussian, entries N(0, 1/rank)."""
+def segment_mean_projection(rank, length):
+    """E = F (rank, length): row j averages positions ⌊j·S/r⌋ … ⌊(j+1)·S/r⌋ − 1 (rank ≤ length)."""
     rank = positive_int("linformer rank k", rank)
-    scale = 1.0 / math.sqrt(rank)
-    return rng.standard_normal((rank, max_len)) * scale, rng.standard_normal((rank, max_len)) * scale
+    if rank > length:
+        raise ValueError(f"linformer rank k must be at most the sequence length {length} for segment means, got {rank}")
+    projection = np.zeros((rank, length))
+    for j in range(rank):
+        lo, hi = (j * length) // rank, ((j + 1) * length) // rank
+        projection[j, lo:hi] = 1.0 / (hi - lo)
+    return projection
+
+
+def linformer_projections(rank, length, rng):
+    """E, F (rank, length): Gaussian, entries N(0, 1/length), so that a projected value has
+    the variance of one value."""
+    rank = positive_int("linformer rank k", rank)
+    scale = 1.0 / math.sqrt(length)
+    return rng.standard_normal((rank, length)) * scale, rng.standard_normal((rank, length)) * scale
 
 
 def linformer_forward(q, k, v, proj_k, proj_v, key_mask=None, causal=False):
