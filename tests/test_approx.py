@@ -296,3 +296,35 @@ def test_cached_decoding_agrees_with_recomputation(method):
     maps = model.attention_maps(cache)
     assert maps["encoder"][0].shape == (2, config.n_heads, 5, 5)
     assert maps["decoder_self"][0].shape == (2, config.n_heads, 4, 4)
+
+
+class PieceTokenizer:
+    """Stands in for the tokenizer (as in test_trace.py): one readable piece per id."""
+
+    pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
+
+    def src_pieces(self, ids):
+        return [f"▁en{i}" for i in ids]
+
+    def tgt_pieces(self, ids):
+        return [f"▁fr{i}" for i in ids]
+
+    def decode_tgt(self, ids):
+        return " ".join(f"fr{i}" for i in ids if i > 3)
+
+
+@pytest.mark.parametrize("method", list(MODEL_METHODS))
+def test_trace_and_html_view_with_each_method(method, tmp_path):
+    from minitransformer.trace import record_trace
+    from minitransformer.viz.html import render_html
+
+    config = tiny_config(**MODEL_METHODS[method])
+    model = make_model(config, seed=1)
+    trace = record_trace(model, PieceTokenizer(), [5, 9, 7, 4, 6], max_len=6, with_saliency=False)
+    assert np.all(np.isfinite(trace.encoder)) and np.all(np.isfinite(trace.decoder_self))
+    if method != "sampling":  # the sampled keys differ between the trace's passes
+        src = np.array([trace.source_ids])
+        _, cache = model.forward(src, np.array([[2] + trace.output_ids[:-1]]))
+        np.testing.assert_allclose(trace.encoder[:, :, :, :], np.stack([m[0] for m in model.attention_maps(cache)["encoder"]]),
+                                   rtol=0, atol=1e-12)
+    assert "<html" in render_html(trace).lower()
