@@ -35,7 +35,8 @@ included), above what was held before.
 
 import argparse
 import io
-import math
+import json
+import os
 import shutil
 import sys
 import time
@@ -339,6 +340,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few steps: a smoke test")
     parser.add_argument("--bleu-steps", type=int, default=500, help="training steps per method (0: skip parts 1 and 3)")
+    parser.add_argument("--part", choices=("all", "quality", "cost"), default="all",
+                        help="quality: parts 1 and 3; cost: parts 2 and 4 (two processes can share the work; "
+                             "the second to finish writes the report)")
     args = parser.parse_args(argv)
     if _ext.banded is None or cython_backend.unavailable_reason():
         print("bench_approx: the Cython kernels are not built (make setup)", file=sys.stderr)
@@ -349,7 +353,7 @@ def main(argv=None):
               + (f" --bleu-steps {args.bleu_steps}" if args.bleu_steps != 500 else "")}
     steps = min(args.bleu_steps, 60) if args.quick else args.bleu_steps
     work = common.SCRATCH / "approx"
-    if steps > 0:
+    if steps > 0 and args.part in ("all", "quality"):
         print(f"part 1: training the toy model {steps} steps with each method…", flush=True)
         report["bleu_steps"] = steps
         quality, exact_model = {}, None
@@ -361,22 +365,35 @@ def main(argv=None):
                   flush=True)
             if name == "exact":
                 exact_model, exact_tokenizer = model, tokenizer
+                print("part 3: error on the toy model's queries and keys…", flush=True)
+                q, k, v, mask, rows = toy_queries_keys(exact_model, exact_tokenizer)
+                report["toy_shape"] = list(q.shape)
+                report["error_toy"] = error_curves(q, k, v, mask, SIZES_TOY, seeds=3, rows=rows)
         report["quality"] = quality
-        print("part 3: error on the toy model's queries and keys…", flush=True)
-        q, k, v, mask, rows = toy_queries_keys(exact_model, exact_tokenizer)
-        report["toy_shape"] = list(q.shape)
-        report["error_toy"] = error_curves(q, k, v, mask, SIZES_TOY, seeds=3, rows=rows)
-    print("part 2: error on random inputs…", flush=True)
-    rng = np.random.default_rng(1)
-    length = 128 if args.quick else 512
-    q, k, v = (rng.standard_normal((1, 4, length, 64)) for _ in range(3))
-    sizes = {m: [s for s in values if s <= length] for m, values in SIZES_RANDOM.items()}
-    report["error_random"] = error_curves(q, k, v, None, sizes, seeds=3)
-    print("part 4: time and memory against T…", flush=True)
-    lengths = [64, 128, 256, 512] if args.quick else [64, 128, 256, 512, 1024, 2048, 4096, 8192]
-    report["timing"], report["skipped"] = time_and_memory(lengths, quick=args.quick)
-    report["crossover"] = crossovers(report["timing"])
-    report["load_after"] = list(np.round(np.array(__import__("os").getloadavg()), 2))
+    if args.part in ("all", "cost"):
+        print("part 2: error on random inputs…", flush=True)
+        rng = np.random.default_rng(1)
+        length = 128 if args.quick else 512
+        q, k, v = (rng.standard_normal((1, 4, length, 64)) for _ in range(3))
+        sizes = {m: [s for s in values if s <= length] for m, values in SIZES_RANDOM.items()}
+        report["error_random"] = error_curves(q, k, v, None, sizes, seeds=3)
+        print("part 4: time and memory against T…", flush=True)
+        lengths = [64, 128, 256, 512] if args.quick else [64, 128, 256, 512, 1024, 2048, 4096, 8192]
+        report["timing"], report["skipped"] = time_and_memory(lengths, quick=args.quick)
+        report["crossover"] = crossovers(report["timing"])
+    report["load_after"] = list(np.round(np.array(os.getloadavg()), 2))
+    if args.part != "all":
+        path = common.write_json(f"approx-{args.part}", report)
+        other = path.with_name(f"approx-{'cost' if args.part == 'quality' else 'quality'}.json")
+        if not other.exists():
+            print(f"bench_approx: wrote {path}; the report waits for the other part")
+            return 0
+        parts = json.loads(other.read_text())
+        parts["timing"] = {name: {int(t): r for t, r in by_length.items()} for name, by_length in parts.get("timing", {}).items()}
+        for key, value in parts.items():
+            if key not in report or key == "command":
+                report[key] = value
+        report["command"] = report["command"].split(" --part")[0] + " (as --part quality and --part cost, side by side)"
     path = common.write_json("approx", report)
     common.write_text("approx.md", markdown(report))
     plot(report, common.results_dir() / "approx.png")

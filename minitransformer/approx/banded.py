@@ -16,7 +16,6 @@ Query t sits at position p_t = t + S − T: the queries are the last T of the S 
 
 import numpy as np
 
-from .. import _ext
 from ..layers.attention import attention_backward, attention_forward
 from ..model import causal_mask, local_mask
 
@@ -36,8 +35,3 @@ def banded_reference_forward(q, k, v, window, causal=False, key_keep=None):
 def banded_reference_backward(dout, q, k, v, probs):
     """dout (B, H, T, Dh) -> dq, dk, dv: the plain core's backward (masked weights are 0)."""
     return attention_backward(dout, q, k, v, probs)
-
-
-def compiled_kernels():
-    """The compiled module minitransformer._ext.banded, or None when it is not built."""
-    return _ext.banded

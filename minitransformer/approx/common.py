@@ -12,7 +12,7 @@ the quadratic object these methods exist to avoid).
 
 import numpy as np
 
-from ..layers.attention import masked_softmax, check_attention_inputs  # noqa: F401  (shared)
+from ..layers.attention import masked_softmax  # noqa: F401  (the methods import it from here)
 
 
 def positive_int(name, value):

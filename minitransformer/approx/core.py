@@ -95,7 +95,7 @@ class ApproxAttention:
     causal: the core is causal by itself (the model then passes the padding mask only).
     method "banded": local attention of window ``size`` on the compiled banded kernel."""
 
-    def __init__(self, exact, method, size, causal=False, head_dim=None, max_len=None, seed=0):
+    def __init__(self, exact, method, size, causal=False, head_dim=None, seed=0):
         if getattr(exact, "xp", np) is not np:
             raise ValueError(f"the approximate attention methods run on the CPU; the {exact.name!r} backend cannot take {method}")
         self.exact = exact
@@ -159,7 +159,7 @@ def attention_backends(config, backend):
     Each is ``backend`` itself where attention stays exact and masked as before."""
     encoder_method, encoder_size = parse_attention(config.encoder_attention, "ModelConfig.encoder_attention")
     decoder_method, decoder_size = parse_attention(config.decoder_attention, "ModelConfig.decoder_attention", causal=True)
-    common = dict(head_dim=config.head_dim, max_len=config.max_len, seed=config.attention_seed)
+    common = dict(head_dim=config.head_dim, seed=config.attention_seed)
     if config.attention_window is not None:
         if not has_banded_kernel(backend):
             return backend, backend, backend  # the band as a mask on the full product (model.local_mask)
