@@ -229,6 +229,9 @@ def train_toy(encoder, steps, work):
     else:
         config = replace(TOY, encoder_attention=encoder, **fields)
     run_dir = work / config.name
+    finished = finished_run(run_dir, steps)
+    if finished is not None:
+        return finished
     shutil.rmtree(run_dir, ignore_errors=True)
     trainer = Trainer(config, run_dir, backend="cython", progress=False, out=io.StringIO())
     started = time.perf_counter()
@@ -237,6 +240,21 @@ def train_toy(encoder, steps, work):
     metrics = trainer.finish()
     metrics["train_seconds"] = seconds
     return metrics, trainer.model, trainer.tokenizer
+
+
+def finished_run(run_dir, steps):
+    """(metrics, model, tokenizer) of a run that an earlier bench finished with this many
+    steps (a rerun, or another process, reuses it), else None."""
+    from minitransformer.checkpoint import load_for_inference
+
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not metrics.get("finished") or metrics.get("steps") != steps:
+        return None
+    model, tokenizer, _ = load_for_inference(run_dir, backend="cython")
+    return metrics, model, tokenizer
 
 
 def toy_queries_keys(model, tokenizer, n_sentences=32):
@@ -340,6 +358,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few steps: a smoke test")
     parser.add_argument("--bleu-steps", type=int, default=500, help="training steps per method (0: skip parts 1 and 3)")
+    parser.add_argument("--train-only", metavar="METHOD", help="only train METHOD (one of TRAINED) into the "
+                        "scratch folder, for a parallel worker; part 1 then reuses its run")
     parser.add_argument("--part", choices=("all", "quality", "cost"), default="all",
                         help="quality: parts 1 and 3; cost: parts 2 and 4 (two processes can share the work; "
                              "the second to finish writes the report)")
@@ -353,6 +373,10 @@ def main(argv=None):
               + (f" --bleu-steps {args.bleu_steps}" if args.bleu_steps != 500 else "")}
     steps = min(args.bleu_steps, 60) if args.quick else args.bleu_steps
     work = common.SCRATCH / "approx"
+    if args.train_only:
+        metrics = train_toy(TRAINED[args.train_only], steps, work)[0]
+        print(f"{args.train_only}: test BLEU {metrics['test_bleu']:.1f}")
+        return 0
     if steps > 0 and args.part in ("all", "quality"):
         print(f"part 1: training the toy model {steps} steps with each method…", flush=True)
         report["bleu_steps"] = steps
