@@ -160,6 +160,8 @@ def attention_backends(config, backend):
     encoder_method, encoder_size = parse_attention(config.encoder_attention, "ModelConfig.encoder_attention")
     decoder_method, decoder_size = parse_attention(config.decoder_attention, "ModelConfig.decoder_attention", causal=True)
     common = dict(head_dim=config.head_dim, seed=config.attention_seed)
+    if config.attention_core == "blocked":
+        return backend, backend, backend  # exact and blocked; a window stays a mask (ModelConfig allows no method)
     if config.attention_window is not None:
         if not has_banded_kernel(backend):
             return backend, backend, backend  # the band as a mask on the full product (model.local_mask)
