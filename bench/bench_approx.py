@@ -214,6 +214,11 @@ def crossovers(results):
 # --- parts 1 and 3: the toy model --------------------------------------------------------------
 
 
+def run_name(encoder):
+    """The run directory's name for an encoder spec: approx-performer-64, approx-window-2."""
+    return f"approx-{encoder.replace(':', '-').replace(' ', '-')}"
+
+
 def train_toy(encoder, steps, work):
     """Train the toy config for `steps` steps with `encoder` ("window 2": local attention,
     in the decoder's self-attention too); returns (metrics, model, tokenizer)."""
@@ -221,7 +226,7 @@ def train_toy(encoder, steps, work):
     from dataclasses import replace
     from minitransformer.train import Trainer
 
-    fields = dict(name=f"approx-{encoder.replace(':', '-').replace(' ', '-')}", max_steps=steps, epochs=None,
+    fields = dict(name=run_name(encoder), max_steps=steps, epochs=None,
                   minutes=None, eval_every=10**9, checkpoint_every=10**9, average_checkpoints=False,
                   keep_checkpoints=0, eval_sentences=50, samples=0)
     if encoder.startswith("window"):
@@ -360,6 +365,8 @@ def main(argv=None):
     parser.add_argument("--bleu-steps", type=int, default=500, help="training steps per method (0: skip parts 1 and 3)")
     parser.add_argument("--train-only", metavar="METHOD", help="only train METHOD (one of TRAINED) into the "
                         "scratch folder, for a parallel worker; part 1 then reuses its run")
+    parser.add_argument("--reuse-only", action="store_true",
+                        help="part 1 reports only the methods whose runs an earlier bench finished; trains nothing")
     parser.add_argument("--part", choices=("all", "quality", "cost"), default="all",
                         help="quality: parts 1 and 3; cost: parts 2 and 4 (two processes can share the work; "
                              "the second to finish writes the report)")
@@ -382,6 +389,9 @@ def main(argv=None):
         report["bleu_steps"] = steps
         quality, exact_model = {}, None
         for name, spec in (TRAINED if not args.quick else {"exact": "exact", "performer": "performer:64"}).items():
+            if args.reuse_only and finished_run(work / run_name(spec), steps) is None:
+                print(f"  {name}: no finished run in {work}, left out", flush=True)
+                continue
             metrics, model, tokenizer = train_toy(spec, steps, work)
             quality[name] = (spec, {key: metrics.get(key) for key in
                                     ("test_bleu", "test_compositional_bleu", "valid_loss", "steps", "train_seconds")})
