@@ -74,7 +74,7 @@ SIZES_TOY = {
     "banded": [0, 1, 2, 4, 8],
 }
 PARAMETER = {"linformer": "rank k, E = F segment means", "linformer-gaussian": "rank k, E, F Gaussian", "performer": "features m", "nystrom": "landmarks",
-             "sampling": "samples m (per query)", "banded": "window w"}
+             "sampling": "samples m, per query", "banded": "window w"}
 # the fixed sizes of part 4, and the encoder specs of part 1
 TIMED = {"linformer": 64, "performer": 64, "performer-causal": 64, "nystrom": 32, "sampling": 32, "banded": 32}
 TRAINED = {"exact": "exact", "linformer": "linformer:8", "performer": "performer:64", "nystrom": "nystrom:4",
@@ -321,8 +321,8 @@ def markdown(report):
     lines = [
         "# Cheaper attention, measured",
         "",
-        f"Machine: {common.machine_line(info, report['sgemm_peak_gflops'])}. Load average before "
-        f"{info['load_average_1_5_15min']}, after {report['load_after']}. Command: `{report['command']}`.",
+        f"Machine: {common.machine_line(info, report['sgemm_peak_gflops'])}. Load average (1, 5, 15 min) before "
+        f"{[round(x, 2) for x in info['load_average_1_5_15min']]}, after {report['load_after']}. Command: `{report['command']}`.",
         "The machine is shared: the times are noisy (read the ratios within one run, not the absolute figures).",
         "",
     ]
@@ -415,7 +415,7 @@ def main(argv=None):
         lengths = [64, 128, 256, 512] if args.quick else [64, 128, 256, 512, 1024, 2048, 4096, 8192]
         report["timing"], report["skipped"] = time_and_memory(lengths, quick=args.quick)
         report["crossover"] = crossovers(report["timing"])
-    report["load_after"] = list(np.round(np.array(os.getloadavg()), 2))
+    report["load_after"] = [round(float(x), 2) for x in os.getloadavg()]
     if args.part != "all":
         path = common.write_json(f"approx-{args.part}", report)
         other = path.with_name(f"approx-{'cost' if args.part == 'quality' else 'quality'}.json")
