@@ -2,6 +2,8 @@
 
     python bench/run_all.py            # all of them; results in bench/results/
     python bench/run_all.py attention  # only those whose file name contains "attention"
+    python bench/run_all.py approx     # cheaper attention (bench_approx.py): trains six toy
+                                       # models, about 40 minutes on 2 shared cores
 
 Each benchmark runs in its own process, with its default settings, so that one's
 threads, caches and memory peaks do not leak into the next (each script takes its own

@@ -43,6 +43,13 @@ class ModelConfig:
     attention_core: str = "fused"
     # keys and queries per block of the blocked core
     attention_block_size: int = 64
+    # the self-attention method of the encoder and of the decoder, with its size:
+    # "exact", "linformer:32", "performer:64", "nystrom:8", "sampling:16" (the decoder's
+    # must be causal: "exact" or "performer:m"); see minitransformer/approx/core.py
+    encoder_attention: str = "exact"
+    decoder_attention: str = "exact"
+    # seeds the approximations' random features and samples
+    attention_seed: int = 0
     # the id of the padding token: masked as a key, ignored by the loss, its embedding frozen
     pad_id: int = 0
     # ε in LayerNorm's √(σ² + ε)
@@ -76,6 +83,15 @@ class ModelConfig:
         if not isinstance(self.attention_block_size, int) or isinstance(self.attention_block_size, bool) \
                 or self.attention_block_size < 1:
             raise ValueError(f"ModelConfig.attention_block_size must be a positive integer, got {self.attention_block_size!r}")
+        from .approx.core import parse_attention  # here: approx/ imports the layers
+
+        parse_attention(self.encoder_attention, "ModelConfig.encoder_attention")
+        parse_attention(self.decoder_attention, "ModelConfig.decoder_attention", causal=True)
+        if (self.attention_window is not None or self.attention_core != "fused") and (
+                self.encoder_attention, self.decoder_attention) != ("exact", "exact"):
+            raise ValueError("ModelConfig.attention_window and attention_core='blocked' are exact attention; they cannot be "
+                             f"combined with encoder_attention={self.encoder_attention!r}, "
+                             f"decoder_attention={self.decoder_attention!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:

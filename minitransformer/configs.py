@@ -91,6 +91,11 @@ class TrainConfig:
     # one embedding matrix for both languages (needs shared_vocab)
     share_embeddings: bool = True
     dtype: str = "float32"
+    # self-attention methods, e.g. "performer:64" (minitransformer/approx/core.py)
+    encoder_attention: str = "exact"
+    decoder_attention: str = "exact"
+    # local self-attention: keys at most this many positions away (None: global)
+    attention_window: int | None = None
 
     # --- optimization ---
     # padded tokens per batch, batch_size × (longest source + longest target)
@@ -201,6 +206,9 @@ class TrainConfig:
             share_embeddings=self.share_embeddings,
             pad_id=0,
             dtype=self.dtype,
+            encoder_attention=self.encoder_attention,
+            decoder_attention=self.decoder_attention,
+            attention_window=self.attention_window,
         )
 
     def peak_lr(self):

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backends
+from .approx.core import attention_backends
 from .config import ModelConfig
 from .layers.decoder import decoder_attention_probs, decoder_backward, decoder_forward
 from .layers.embedding import embedding_backward, embedding_forward
@@ -152,6 +153,9 @@ class Transformer:
         self.config = config
         self.backend = backend
         self.xp = backend.xp
+        # the self-attention cores: the backend itself, or an approximation or the banded
+        # kernel in its place (minitransformer/approx/core.py)
+        self.encoder_backend, self.decoder_backend, self.step_backend = attention_backends(config, backend)
         self.params = {key: self.xp.asarray(value) for key, value in params.items()}
         self.grads = {key: self.xp.zeros_like(value) for key, value in self.params.items()}
         # built once, on the backend's device, so no step copies it from the host
@@ -179,19 +183,20 @@ class Transformer:
     def encode(self, src, rng=None):
         """src (B, S) -> memory (B, S, D), src_mask (B, 1, 1, S), cache.
 
-        With config.attention_window the encoder's self-attention is local (a band mask);
-        the returned src_mask, used by cross-attention, stays global.
+        With config.attention_window the encoder's self-attention is local: on the banded
+        kernel when it is compiled, else a band mask; the returned src_mask, used by
+        cross-attention, stays global.
         """
         self._check_ids(src, "source ids")
         src = self.xp.asarray(src)  # on the GPU backend, ids move to the device once here
         src_mask = padding_mask(src, self.config.pad_id)  # (B, 1, 1, S)
         self_mask = src_mask  # (B, 1, 1, S)
-        if self.config.attention_window is not None:
+        if self.config.attention_window is not None and not getattr(self.encoder_backend, "handles_window", False):
             length = src.shape[1]
             self_mask = src_mask & local_mask(length, length, self.config.attention_window, self.xp)  # (B,1,S,S)
         x, cache_embed = self._embed(src, self.src_embed_key, rng)  # (B, S, D)
         memory, cache_encoder = encoder_forward(
-            x, subtree(self.params, "encoder"), self.config, self_mask, self.backend, rng
+            x, subtree(self.params, "encoder"), self.config, self_mask, self.encoder_backend, rng
         )  # (B, S, D)
         return memory, src_mask, EncodeCache(cache_embed, cache_encoder)
 
@@ -209,8 +214,10 @@ class Transformer:
             if tgt_in.shape[0] != memory.shape[0]:
                 raise ValueError(f"target batch {tgt_in.shape[0]} does not match source batch {memory.shape[0]}")
             offset, length = 0, tgt_in.shape[1]
-            self_mask = causal_mask(length, self.xp) & padding_mask(tgt_in, self.config.pad_id)  # (B, 1, T, T)
-            if window is not None:
+            self_mask = padding_mask(tgt_in, self.config.pad_id)  # (B, 1, 1, T)
+            if not getattr(self.decoder_backend, "handles_causal", False):  # a causal core needs no (T, T) mask
+                self_mask = causal_mask(length, self.xp) & self_mask  # (B, 1, T, T)
+            if window is not None and not getattr(self.decoder_backend, "handles_window", False):
                 self_mask = self_mask & local_mask(length, length, window, self.xp)
         else:
             # one new position: the cache holds no future positions and no padding, so only a
@@ -218,8 +225,10 @@ class Transformer:
             offset = kv_cache.length
             self_mask = None if window is None else local_mask(1, offset + 1, window, self.xp, query_offset=offset)
         y, cache_embed = self._embed(tgt_in, self.tgt_embed_key, rng, offset)  # (B, T, D)
+        # a step's keys are all in the past: the step's core is not causal (approx/core.py)
+        backend = self.decoder_backend if kv_cache is None else self.step_backend
         hidden, cache_decoder = decoder_forward(
-            y, memory, subtree(self.params, "decoder"), self.config, self_mask, src_mask, self.backend, rng, kv_cache
+            y, memory, subtree(self.params, "decoder"), self.config, self_mask, src_mask, backend, rng, kv_cache
         )  # (B, T, D)
         logits, cache_output = output_forward(
             hidden, self.params[self.output_key], self.params["generator.bias"]

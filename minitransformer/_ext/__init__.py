@@ -7,6 +7,7 @@ what to do when they are not built.
 
     attention   the attention core: fused forward and backward, plain and blocked
     ops         fused cross-entropy (loss and gradient in one pass), LayerNorm, dropout
+    banded      local attention over the band |t − s| ≤ w only, forward and backward
 
 and csrc/kernels.pxd, the C both share (cimported at build time): one portable
 micro-kernel for the matrix products and the SIMD row kernels, compiled for every
@@ -49,6 +50,7 @@ ISA_ENV_VAR = "MINITRANSFORMER_ISA"
 
 attention = _load_with_sleeping_openmp_threads("attention")
 ops = _load_with_sleeping_openmp_threads("ops")
+banded = _load_with_sleeping_openmp_threads("banded")
 
 
 def isa_paths():
@@ -75,6 +77,8 @@ def use_isa(name):
     attention._isa_select(name)
     if ops is not None and not ops._isa_select(attention.ISA_NAMES.index(name)):
         raise RuntimeError(f"the ops module could not switch to {name!r}")  # both read one CPU
+    if banded is not None and not banded._isa_select(attention.ISA_NAMES.index(name)):
+        raise RuntimeError(f"the banded module could not switch to {name!r}")
 
 
 def _isa_from_environment():

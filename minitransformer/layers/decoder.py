@@ -49,7 +49,9 @@ def decoder_layer_forward(y, memory, params, config, self_mask, cross_mask, back
         return multihead_forward(h, h, self_attn, config.n_heads, self_mask, backend, self_kv, block_size(config))
 
     def cross_attention(h):
-        return multihead_forward(h, memory, cross_attn, config.n_heads, cross_mask, backend, cross_kv, block_size(config))
+        # cross-attention stays exact: an approximate self-attention core keeps the exact one
+        exact = getattr(backend, "exact", backend)
+        return multihead_forward(h, memory, cross_attn, config.n_heads, cross_mask, exact, cross_kv, block_size(config))
 
     def feed_forward(h):
         return feedforward_forward(h, ffn, config.dropout, rng, backend)

@@ -129,6 +129,8 @@ def attention_probs(cache):
     """The attention weights (B, H, T, S) of a multihead_forward, for inspection (rebuilt
     from the log-sum-exp when the blocked core ran)."""
     if cache.blocked is None:
-        return cache.probs
+        # an approximate core (minitransformer/approx/core.py) keeps a state that gives its
+        # approximate or implied weights
+        return cache.probs.weights() if hasattr(cache.probs, "weights") else cache.probs
     _, logsumexp, mask, _ = cache.blocked
     return weights_from_logsumexp(cache.q, cache.k, logsumexp, mask)
