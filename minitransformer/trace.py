@@ -36,6 +36,7 @@ from .arrays import to_numpy
 from .checkpoint import atomic_write
 from .decode import beam_search, generation_budget, greedy_decode, make_stepper
 from .layers.encoder import encoder_attention_probs
+from .model import Transformer
 from .saliency import source_saliency
 
 FORMAT = "minitransformer-attention-trace"
@@ -273,7 +274,9 @@ def record_trace(
         encoder = np.stack([to_numpy(probs[0]) for probs in encoder_attention_probs(cache_encode.encoder)])  # (Le, H, S, S)
     saliency = source_saliency(model, src_ids, produced, bos_id) if with_saliency else None  # (T, S)
     explanations, head_importance = {}, {}
-    if with_explanations and produced:
+    # the explanations read the Transformer's head gates and attention gradients
+    # (interpret/gates.py); a recurrent model's trace goes without them
+    if with_explanations and produced and isinstance(model, Transformer):
         from .interpret.methods import piece_views
 
         explanations, head_importance = piece_views(model, src_ids, produced, bos_id)
