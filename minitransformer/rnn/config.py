@@ -2,8 +2,9 @@
 
 from dataclasses import asdict, dataclass, fields
 
+from ..config import DTYPES
+
 ARCHITECTURES = ("rnnenc", "rnnsearch")
-DTYPES = ("float32", "float64")
 
 
 @dataclass
