@@ -32,7 +32,7 @@ from .layers.embedding import embedding_backward, embedding_forward
 from .layers.encoder import encoder_attention_probs, encoder_backward, encoder_forward
 from .layers.output import output_backward, output_forward
 from .layers.positional import positional_forward, sinusoidal_table
-from .params import add_into, count_parameters, subtree
+from .params import add_into, checked_params, count_parameters, subtree
 
 
 def padding_mask(ids, pad_id):
@@ -316,18 +316,7 @@ def make_model(config: ModelConfig, seed=0, backend="numpy", params=None):
     if params is None:
         params = init_params(config, seed)
     else:
-        expected = {key: shape for key, (shape, _) in param_shapes(config).items()}
-        missing = sorted(set(expected) - set(params))
-        extra = sorted(set(params) - set(expected))
-        if missing or extra:
-            raise ValueError(
-                "parameters do not match the config: "
-                + (f"missing {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; " if missing else "")
-                + (f"unexpected {', '.join(extra[:5])}{' …' if len(extra) > 5 else ''}" if extra else "")
-            )
-        for key, shape in expected.items():
-            if tuple(params[key].shape) != shape:
-                raise ValueError(f"parameter {key} has shape {tuple(params[key].shape)}, the config needs {shape}")
-        params = {key: np.asarray(value, dtype=config.dtype) for key, value in params.items()}
+        shapes = {key: shape for key, (shape, _) in param_shapes(config).items()}
+        params = checked_params(params, shapes, config.dtype)
     return Transformer(config, params, backend)
 

@@ -29,3 +29,22 @@ def add_into(grads, prefix, layer_grads):
 def count_parameters(params):
     """The number of scalar parameters (a tied matrix counts once: it is one array)."""
     return int(sum(value.size for value in params.values()))
+
+
+def checked_params(params, shapes, dtype):
+    """Loaded ``params`` against the {key: shape} a config needs -> the arrays in ``dtype``;
+    a ValueError naming what is missing, unexpected or of the wrong shape."""
+    import numpy as np
+
+    missing = sorted(set(shapes) - set(params))
+    extra = sorted(set(params) - set(shapes))
+    if missing or extra:
+        raise ValueError(
+            "parameters do not match the config: "
+            + (f"missing {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; " if missing else "")
+            + (f"unexpected {', '.join(extra[:5])}{' …' if len(extra) > 5 else ''}" if extra else "")
+        )
+    for key, shape in shapes.items():
+        if tuple(params[key].shape) != shape:
+            raise ValueError(f"parameter {key} has shape {tuple(params[key].shape)}, the config needs {shape}")
+    return {key: np.asarray(value, dtype=dtype) for key, value in params.items()}

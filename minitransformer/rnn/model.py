@@ -46,7 +46,7 @@ from .. import backends
 from ..layers.dropout import dropout_backward, dropout_forward
 from ..layers.embedding import embedding_backward, embedding_forward
 from ..layers.loss import cross_entropy_backward, cross_entropy_forward
-from ..params import count_parameters, subtree
+from ..params import checked_params, count_parameters, subtree
 from ..zoo import attention_weights, softmax_average_backward, softmax_average_forward
 from .config import RNNConfig
 from .gru import bidirectional_backward, bidirectional_forward, gru_cell_backward, gru_cell_forward
@@ -386,16 +386,6 @@ def make_rnn_model(config: RNNConfig, seed=0, backend="numpy", params=None):
     if params is None:
         params = init_params(config, seed)
     else:
-        expected = {key: shape for key, (shape, _) in param_shapes(config).items()}
-        missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
-        if missing or extra:
-            raise ValueError(
-                "parameters do not match the config: "
-                + (f"missing {', '.join(missing[:5])}; " if missing else "")
-                + (f"unexpected {', '.join(extra[:5])}" if extra else "")
-            )
-        for key, shape in expected.items():
-            if tuple(params[key].shape) != shape:
-                raise ValueError(f"parameter {key} has shape {tuple(params[key].shape)}, the config needs {shape}")
-        params = {key: np.asarray(value, dtype=config.dtype) for key, value in params.items()}
+        shapes = {key: shape for key, (shape, _) in param_shapes(config).items()}
+        params = checked_params(params, shapes, config.dtype)
     return RNNEncoderDecoder(config, params, backend)
