@@ -151,7 +151,7 @@ def plot(results, path):
     axes.set_ylabel("test BLEU")
     axes.set_ylim(0, 100)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower left", fontsize=8)
+    axes.legend(loc="center right", fontsize=8)  # the space between the curves
     axes.set_title("BLEU against sentence length, equal training time", fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
