@@ -25,6 +25,12 @@ def to_numpy(array):
     return np.asarray(array)
 
 
+def check_id_matrix(ids, name):
+    """Raise a clear ValueError unless ``ids`` is a 2-D array (B, length): a batch of sentences."""
+    if not hasattr(ids, "ndim") or ids.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D integer array (B, length), got {getattr(ids, 'shape', ids)!r}")
+
+
 def check_token_ids(ids, vocab_size, name="token ids"):
     """Raise a clear ValueError when an id lies outside [0, vocab_size)."""
     xp = array_module(ids)

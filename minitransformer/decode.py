@@ -299,33 +299,144 @@ def log_softmax(logits):
     return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
+def best_extensions(beam_scores, log_probs, beams):
+    """Steps 1 and 2: the 2K best one-token extensions of each sentence's beams, best first.
+
+    beam_scores (B, K) Σ log p of each beam (host), log_probs (N, V) with N = B·K.
+    Returns source_beam, token, score, each (B, 2K) on the host: the extension appends
+    ``token`` to beam ``source_beam`` and has Σ log p = ``score``.
+    """
+    xp = array_module(log_probs)
+    n_active, vocab_size = beam_scores.shape[0], log_probs.shape[1]
+    # 1. every extension of every beam, as one row of K·V candidates per sentence
+    candidates = xp.asarray(beam_scores.reshape(-1, 1)) + log_probs  # (N, V)
+    candidates = candidates.reshape(n_active, beams * vocab_size)  # (B, K·V)
+    # 2. the 2K best, sorted best first (argpartition avoids sorting all K·V)
+    n_best = min(2 * beams, beams * vocab_size)
+    top = xp.argpartition(-candidates, n_best - 1, axis=1)[:, :n_best]  # (B, 2K)
+    top_scores = xp.take_along_axis(candidates, top, axis=1)  # (B, 2K)
+    order = xp.argsort(-top_scores, axis=1, kind="stable")  # (B, 2K)
+    top = to_numpy(xp.take_along_axis(top, order, axis=1))  # (B, 2K)
+    top_scores = to_numpy(xp.take_along_axis(top_scores, order, axis=1))  # (B, 2K)
+    return top // vocab_size, top % vocab_size, top_scores
+
+
+def finish_ended(finished, sentences, beam_tokens, source_beam, top_scores, ends, beams, penalty):
+    """Step 3a: the extensions ranked in the first K that end in </s> become finished
+    hypotheses (Σ log p / lp(n), Σ log p, ids), appended to ``finished[sentence]``.
+
+    beam_tokens (B, K, t); source_beam, top_scores, ends (B, 2K); penalty = lp(t+1).
+    """
+    for row, rank in zip(*np.nonzero(ends[:, :beams])):
+        ids = beam_tokens[row, source_beam[row, rank]].tolist()
+        raw = float(top_scores[row, rank])
+        finished[sentences[row]].append((raw / penalty, raw, ids))
+
+
+def extend_beams(beam_tokens, source_beam, token, top_scores, ends, beams):
+    """Step 3b: the K best extensions that do not end in </s> become the new beams.
+
+    2K candidates always hold K such, since at most K of them end in </s>. A stable sort
+    on ``ends`` puts them first, keeping their best-first order.
+    Returns parent (B, K) the beam each came from, new_tokens (B, K), beam_scores (B, K)
+    best first, and beam_tokens (B, K, t+1).
+    """
+    going_on = np.argsort(ends, axis=1, kind="stable")[:, :beams]  # (B, K)
+    parent = np.take_along_axis(source_beam, going_on, axis=1)  # (B, K)
+    new_tokens = np.take_along_axis(token, going_on, axis=1)  # (B, K)
+    beam_scores = np.take_along_axis(top_scores, going_on, axis=1)  # (B, K), best first
+    beam_tokens = np.concatenate(
+        [np.take_along_axis(beam_tokens, parent[:, :, None], axis=1), new_tokens[:, :, None]], axis=2
+    )  # (B, K, t+1)
+    return parent, new_tokens, beam_scores, beam_tokens
+
+
+def start_beams(n_sentences, beams):
+    """The beams before the first step: beam_scores (B, K) and beam_tokens (B, K, 0).
+
+    All K beams start as the same <s>; only beam 0 may extend it (the others score −∞),
+    or the K beams would be copies of each other.
+    """
+    beam_scores = np.full((n_sentences, beams), -np.inf)  # (B, K) Σ log p of each beam
+    beam_scores[:, 0] = 0.0
+    beam_tokens = np.zeros((n_sentences, beams, 0), dtype=np.int64)  # (B, K, t)
+    return beam_scores, beam_tokens
+
+
+def advance_beams(finished, sentences, beam_scores, beam_tokens, log_probs, eos_id, penalty):
+    """Steps 1-3 of one beam-search step, on the host.
+
+    beam_scores (B, K), beam_tokens (B, K, t), log_probs (N, V); penalty = lp(t+1).
+    Appends the hypotheses that end in </s> to ``finished``; returns the new beams as
+    extend_beams does: parent (B, K), new_tokens (B, K), beam_scores (B, K), beam_tokens (B, K, t+1).
+    """
+    beams = beam_scores.shape[1]
+    source_beam, token, top_scores = best_extensions(beam_scores, log_probs, beams)  # (B, 2K) each
+    ends = token == eos_id  # (B, 2K)
+    finish_ended(finished, sentences, beam_tokens, source_beam, top_scores, ends, beams, penalty)
+    return extend_beams(beam_tokens, source_beam, token, top_scores, ends, beams)
+
+
+def finish_all(finished, sentences, beam_scores, beam_tokens, penalty):
+    """At max_len: every remaining beam becomes a finished hypothesis as it is (no </s>).
+
+    beam_scores (B, K), beam_tokens (B, K, max_len); penalty = lp(max_len).
+    """
+    for row in range(len(sentences)):
+        for beam in range(beam_scores.shape[1]):
+            raw = float(beam_scores[row, beam])
+            finished[sentences[row]].append((raw / penalty, raw, beam_tokens[row, beam].tolist()))
+
+
+def sentences_done(finished, sentences, beam_scores, beams, penalty_now, best_possible_penalty):
+    """Step 4: which sentences no beam can still win, a bool per row of beam_scores (B, K).
+
+    penalty_now = lp(t+1), best_possible_penalty = lp(max_len).
+    """
+    done = np.zeros(len(sentences), dtype=bool)
+    for row in range(len(sentences)):
+        hypotheses = finished[sentences[row]]
+        if hypotheses:
+            best_final = max(h[0] for h in hypotheses)
+            best_beam = beam_scores[row, 0]  # the beams are sorted, best first
+            # no beam can beat it any more: exact, since Σ log p only falls
+            beaten_for_good = best_final >= best_beam / best_possible_penalty
+            # K finished, and the best beam would lose were it to end now (as in Hugging
+            # Face's beam search): a heuristic when α > 0; exact when α = 0
+            beaten_now = len(hypotheses) >= beams and best_final >= best_beam / penalty_now
+            done[row] = beaten_for_good or beaten_now
+    return done
+
+
+def best_hypotheses(finished):
+    """Per sentence, the finished hypothesis with the best Σ log p / lp: (ids lists, Σ log p list)."""
+    results, scores = [], []
+    for hypotheses in finished:
+        best = max(hypotheses, key=lambda h: h[0])  # max keeps the first of equals
+        results.append(best[2])
+        scores.append(best[1])
+    return results, scores
+
+
 def beam_search(
-    model,
-    src,
-    bos_id,
-    eos_id,
-    max_len,
-    beam_size=4,
-    length_penalty=0.6,
-    use_cache=True,
-    *,
-    return_scores=False,
+    model, src, bos_id, eos_id, max_len, beam_size=4, length_penalty=0.6, use_cache=True, *, return_scores=False
 ):
     """src (B, S) ids -> per sentence, the best hypothesis's ids without <s>/</s>.
 
     All K beams of all B sentences decode together as N = B·K rows. Each step:
       1. scores of every one-token extension: Σ log p of the beam + log p(v)   (B, K·V)
-      2. the 2K best extensions of each sentence, best first;
+      2. the 2K best extensions of each sentence, best first;            (best_extensions)
       3. those among the first K that end in </s> become finished hypotheses, scored
-         Σ log p / lp(n); the K best that do not end in </s> are the new beams (2K
-         candidates always hold K such, since at most K of them end in </s>);
+         Σ log p / lp(n) (finish_ended); the K best that do not end in </s> are the new
+         beams (extend_beams);
       4. a sentence is done when no beam can still beat its best finished hypothesis:
          Σ log p only falls as tokens are added, so a beam's final score is at most
          Σ log p / lp(max_len); or, as in Hugging Face's beam search, when K hypotheses
          have finished and the best beam would not win were it to end now, Σ log p / lp(t+1)
          (with α = 0 both rules are exact: the result is the best the beam can reach);
+                                                                          (sentences_done)
       5. done sentences leave the batch; the caches follow the surviving beams.
-    At max_len the remaining beams are finished as they are (without </s>).
+    At max_len the remaining beams are finished as they are (without </s>; finish_all).
     With beam_size=1 this is greedy decoding.
 
     return_scores=True also returns each result's Σ log p (float, </s> included when
@@ -340,66 +451,22 @@ def beam_search(
     n_sentences = src.shape[0]
     finished = [[] for _ in range(n_sentences)]  # (Σ log p / lp, Σ log p, ids) per sentence
     sentences = np.arange(n_sentences)  # the sentences still decoding
-    # all K beams start as the same <s>; only beam 0 may extend it, or the beams would be copies
-    beam_scores = np.full((n_sentences, beams), -np.inf)  # (B, K) Σ log p of each beam
-    beam_scores[:, 0] = 0.0
-    beam_tokens = np.zeros((n_sentences, beams, 0), dtype=np.int64)  # (B, K, t)
+    beam_scores, beam_tokens = start_beams(n_sentences, beams)  # (B, K), (B, K, 0)
     last_ids = xp.full(n_sentences * beams, bos_id, dtype=np.int64)  # (N,)
     best_possible_penalty = length_penalty_factor(max_len, length_penalty)
     for step in range(max_len):
         logits, _ = stepper.step(last_ids)  # (N, V)
         log_probs = forbid_special(model, log_softmax(logits), bos_id)  # (N, V)
-        vocab_size = log_probs.shape[1]
-        n_active = len(sentences)
-        # 1. every extension of every beam, as one row of K·V candidates per sentence
-        candidates = xp.asarray(beam_scores.reshape(-1, 1)) + log_probs  # (N, V)
-        candidates = candidates.reshape(n_active, beams * vocab_size)  # (B, K·V)
-        # 2. the 2K best, sorted best first (argpartition avoids sorting all K·V)
-        n_best = min(2 * beams, beams * vocab_size)
-        top = xp.argpartition(-candidates, n_best - 1, axis=1)[:, :n_best]  # (B, 2K)
-        top_scores = xp.take_along_axis(candidates, top, axis=1)  # (B, 2K)
-        order = xp.argsort(-top_scores, axis=1, kind="stable")  # (B, 2K)
-        top = to_numpy(xp.take_along_axis(top, order, axis=1))  # (B, 2K)
-        top_scores = to_numpy(xp.take_along_axis(top_scores, order, axis=1))  # (B, 2K)
-        source_beam, token = top // vocab_size, top % vocab_size  # (B, 2K) each
-        ends = token == eos_id  # (B, 2K)
-        # 3a. candidates ranked in the first K that end in </s> are finished hypotheses
-        length = step + 1
-        for row, rank in zip(*np.nonzero(ends[:, :beams])):
-            ids = beam_tokens[row, source_beam[row, rank]].tolist()
-            raw = float(top_scores[row, rank])
-            finished[sentences[row]].append((raw / length_penalty_factor(length, length_penalty), raw, ids))
-        # 3b. the K best that go on; a stable sort puts them first, keeping their order
-        going_on = np.argsort(ends, axis=1, kind="stable")[:, :beams]  # (B, K)
-        parent = np.take_along_axis(source_beam, going_on, axis=1)  # (B, K)
-        new_tokens = np.take_along_axis(token, going_on, axis=1)  # (B, K)
-        beam_scores = np.take_along_axis(top_scores, going_on, axis=1)  # (B, K), best first
-        beam_tokens = np.concatenate(
-            [np.take_along_axis(beam_tokens, parent[:, :, None], axis=1), new_tokens[:, :, None]], axis=2
-        )  # (B, K, t+1)
+        penalty_now = length_penalty_factor(step + 1, length_penalty)
+        # 1.-3. extend, set aside the hypotheses that end in </s>, keep the K best beams
+        parent, new_tokens, beam_scores, beam_tokens = advance_beams(
+            finished, sentences, beam_scores, beam_tokens, log_probs, eos_id, penalty_now
+        )  # (B, K), (B, K), (B, K), (B, K, t+1)
         # 4. which sentences are done
         if step == max_len - 1:
-            for row in range(n_active):
-                for beam in range(beams):
-                    raw = float(beam_scores[row, beam])
-                    finished[sentences[row]].append(
-                        (raw / best_possible_penalty, raw, beam_tokens[row, beam].tolist())
-                    )
+            finish_all(finished, sentences, beam_scores, beam_tokens, best_possible_penalty)
             break
-        done = np.zeros(n_active, dtype=bool)
-        for row in range(n_active):
-            hypotheses = finished[sentences[row]]
-            if hypotheses:
-                best_final = max(h[0] for h in hypotheses)
-                best_beam = beam_scores[row, 0]  # the beams are sorted, best first
-                # no beam can beat it any more: exact, since Σ log p only falls
-                beaten_for_good = best_final >= best_beam / best_possible_penalty
-                # K finished, and the best beam would lose were it to end now (as in Hugging
-                # Face's beam search): a heuristic when α > 0; exact when α = 0
-                beaten_now = len(hypotheses) >= beams and best_final >= best_beam / length_penalty_factor(
-                    length, length_penalty
-                )
-                done[row] = beaten_for_good or beaten_now
+        done = sentences_done(finished, sentences, beam_scores, beams, penalty_now, best_possible_penalty)
         keep = np.flatnonzero(~done)
         if len(keep) == 0:
             break
@@ -409,11 +476,7 @@ def beam_search(
         sentences, beam_scores = sentences[keep], beam_scores[keep]
         beam_tokens, new_tokens = beam_tokens[keep], new_tokens[keep]
         last_ids = xp.asarray(new_tokens.reshape(-1))  # (N',)
-    results, scores = [], []
-    for hypotheses in finished:
-        best = max(hypotheses, key=lambda h: h[0])  # max keeps the first of equals
-        results.append(best[2])
-        scores.append(best[1])
+    results, scores = best_hypotheses(finished)
     return (results, scores) if return_scores else results
 
 

@@ -26,13 +26,14 @@ import numpy as np
 
 from . import backends
 from .approx.core import attention_backends
+from .arrays import check_id_matrix
 from .config import ModelConfig
 from .layers.decoder import decoder_attention_probs, decoder_backward, decoder_forward
 from .layers.embedding import embedding_backward, embedding_forward
 from .layers.encoder import encoder_attention_probs, encoder_backward, encoder_forward
 from .layers.output import output_backward, output_forward
 from .layers.positional import positional_forward, sinusoidal_table
-from .params import add_into, checked_params, count_parameters, subtree
+from .params import add_into, count_parameters, params_for, subtree
 
 
 def padding_mask(ids, pad_id):
@@ -167,10 +168,6 @@ class Transformer:
     def num_parameters(self):
         return count_parameters(self.params)
 
-    def _check_ids(self, ids, name):
-        if not hasattr(ids, "ndim") or ids.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D integer array (B, length), got {getattr(ids, 'shape', ids)!r}")
-
     # --- forward -------------------------------------------------------------------------
 
     def _embed(self, ids, key, rng, offset=0):
@@ -187,7 +184,7 @@ class Transformer:
         kernel when it is compiled, else a band mask; the returned src_mask, used by
         cross-attention, stays global.
         """
-        self._check_ids(src, "source ids")
+        check_id_matrix(src, "source ids")
         src = self.xp.asarray(src)  # on the GPU backend, ids move to the device once here
         src_mask = padding_mask(src, self.config.pad_id)  # (B, 1, 1, S)
         self_mask = src_mask  # (B, 1, 1, S)
@@ -207,7 +204,7 @@ class Transformer:
         token of each of N rows at position kv_cache.length, against the keys and values of
         the earlier steps; the same layers run, on one position. Without it, the whole prefix.
         """
-        self._check_ids(tgt_in, "target ids")
+        check_id_matrix(tgt_in, "target ids")
         tgt_in = self.xp.asarray(tgt_in)
         window = self.config.attention_window
         if kv_cache is None:
@@ -313,10 +310,5 @@ def make_model(config: ModelConfig, seed=0, backend="numpy", params=None):
         backend = backends.get(backend)
     if config.attention_core == "blocked" and backend.name == "cupy":
         raise ValueError('attention_core="blocked" has no CuPy kernels yet: use "fused" on the GPU')
-    if params is None:
-        params = init_params(config, seed)
-    else:
-        shapes = {key: shape for key, (shape, _) in param_shapes(config).items()}
-        params = checked_params(params, shapes, config.dtype)
-    return Transformer(config, params, backend)
+    return Transformer(config, params_for(config, seed, params, param_shapes, init_params), backend)
 

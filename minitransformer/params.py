@@ -48,3 +48,13 @@ def checked_params(params, shapes, dtype):
         if tuple(params[key].shape) != shape:
             raise ValueError(f"parameter {key} has shape {tuple(params[key].shape)}, the config needs {shape}")
     return {key: np.asarray(value, dtype=dtype) for key, value in params.items()}
+
+
+def params_for(config, seed, params, param_shapes, init_params):
+    """The parameters a builder starts from: a fresh ``init_params(config, seed)`` when
+    ``params`` is None, else the loaded ``params`` checked against ``param_shapes(config)``
+    ({key: (shape, kind)}) and cast to config.dtype."""
+    if params is None:
+        return init_params(config, seed)
+    shapes = {key: shape for key, (shape, _) in param_shapes(config).items()}
+    return checked_params(params, shapes, config.dtype)

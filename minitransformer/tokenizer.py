@@ -34,66 +34,71 @@ class TokenizerError(ValueError):
     """A tokenizer directory is missing or unreadable; the message names the path."""
 
 
+# the special ids, the same in every model this module trains
+SPECIAL_IDS = {"pad": 0, "unk": 1, "bos": 2, "eos": 3}
+
+
+def train_sentencepiece(sentences, vocab_size, seed, model_type):
+    """One SentencePiece model, returned as its serialized bytes.
+
+    Deterministic: a fixed seed for SentencePiece's generator, one thread, and every
+    sentence used (no sampling), so the same sentences always give the same bytes.
+    """
+    spm.set_random_generator_seed(seed)
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            pad_id=SPECIAL_IDS["pad"],
+            unk_id=SPECIAL_IDS["unk"],
+            bos_id=SPECIAL_IDS["bos"],
+            eos_id=SPECIAL_IDS["eos"],
+            # French needs every accented letter; the default 0.9995 would map rare ones to unk
+            character_coverage=1.0,
+            # a small corpus may not have vocab_size distinct pieces: take what there is
+            hard_vocab_limit=False,
+            input_sentence_size=0,
+            shuffle_input_sentence=False,
+            num_threads=1,
+            minloglevel=2,
+        )
+    except RuntimeError as error:
+        # e.g. "Vocabulary size is smaller than required_chars": one line, the cause kept
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise TokenizerError(
+            f"SentencePiece cannot build a vocabulary of {vocab_size} pieces from this data ({reason}); "
+            "change vocab_size in the config"
+        ) from None
+    return model.getvalue()
+
+
+def check_special_ids(processor, model_path):
+    """A TokenizerError unless the model's pad, unk, bos and eos ids are SPECIAL_IDS."""
+    expected = SPECIAL_IDS
+    found = {"pad": processor.pad_id(), "unk": processor.unk_id(), "bos": processor.bos_id(), "eos": processor.eos_id()}
+    if found != expected:
+        raise TokenizerError(f"{model_path}: special ids {found} differ from the expected {expected}")
+
+
 class Tokenizer:
-    pad_id = 0
-    unk_id = 1
-    bos_id = 2
-    eos_id = 3
+    pad_id = SPECIAL_IDS["pad"]
+    unk_id = SPECIAL_IDS["unk"]
+    bos_id = SPECIAL_IDS["bos"]
+    eos_id = SPECIAL_IDS["eos"]
 
     def __init__(self, src_processor, tgt_processor, shared, metadata=None):
         self._src = src_processor
         self._tgt = tgt_processor
         self.shared = bool(shared)
         self.metadata = dict(metadata or {})
+        # a loaded SentencePiece model never changes: its size is read once
+        self.src_vocab_size = src_processor.get_piece_size()
+        self.tgt_vocab_size = tgt_processor.get_piece_size()
 
-    # --- sizes ------------------------------------------------------------------------------
-
-    @property
-    def src_vocab_size(self):
-        return self._src.get_piece_size()
-
-    @property
-    def tgt_vocab_size(self):
-        return self._tgt.get_piece_size()
-
-    # --- training -----------------------------------------------------------------------------
-
-    @staticmethod
-    def _train_model(sentences, vocab_size, seed, model_type):
-        """One SentencePiece model, returned as its serialized bytes.
-
-        Deterministic: a fixed seed for SentencePiece's generator, one thread, and every
-        sentence used (no sampling), so the same sentences always give the same bytes.
-        """
-        spm.set_random_generator_seed(seed)
-        model = io.BytesIO()
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(sentences),
-                model_writer=model,
-                vocab_size=vocab_size,
-                model_type=model_type,
-                pad_id=Tokenizer.pad_id,
-                unk_id=Tokenizer.unk_id,
-                bos_id=Tokenizer.bos_id,
-                eos_id=Tokenizer.eos_id,
-                # French needs every accented letter; the default 0.9995 would map rare ones to unk
-                character_coverage=1.0,
-                # a small corpus may not have vocab_size distinct pieces: take what there is
-                hard_vocab_limit=False,
-                input_sentence_size=0,
-                shuffle_input_sentence=False,
-                num_threads=1,
-                minloglevel=2,
-            )
-        except RuntimeError as error:
-            # e.g. "Vocabulary size is smaller than required_chars": one line, the cause kept
-            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise TokenizerError(
-                f"SentencePiece cannot build a vocabulary of {vocab_size} pieces from this data ({reason}); "
-                "change vocab_size in the config"
-            ) from None
-        return model.getvalue()
+    # --- training and loading -----------------------------------------------------------------
 
     @classmethod
     def train(cls, src_sentences, tgt_sentences, out_dir, vocab_size, shared=True, seed=0, model_type="bpe"):
@@ -108,11 +113,11 @@ class Tokenizer:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         if shared:
-            models = {"shared": cls._train_model(src_sentences + tgt_sentences, vocab_size, seed, model_type)}
+            models = {"shared": train_sentencepiece(src_sentences + tgt_sentences, vocab_size, seed, model_type)}
         else:
             models = {
-                "src": cls._train_model(src_sentences, vocab_size, seed, model_type),
-                "tgt": cls._train_model(tgt_sentences, vocab_size, seed, model_type),
+                "src": train_sentencepiece(src_sentences, vocab_size, seed, model_type),
+                "tgt": train_sentencepiece(tgt_sentences, vocab_size, seed, model_type),
             }
         for name, model_bytes in models.items():
             (out_dir / f"{name}.model").write_bytes(model_bytes)
@@ -148,16 +153,9 @@ class Tokenizer:
                 processor.load(str(model_path))
             except (OSError, RuntimeError) as error:
                 raise TokenizerError(f"{model_path}: cannot load the SentencePiece model ({error})") from None
-            cls._check_special_ids(processor, model_path)
+            check_special_ids(processor, model_path)
             processors[name] = processor
         return cls(processors[names[0]], processors[names[1]], shared, metadata)
-
-    @classmethod
-    def _check_special_ids(cls, processor, model_path):
-        expected = {"pad": cls.pad_id, "unk": cls.unk_id, "bos": cls.bos_id, "eos": cls.eos_id}
-        found = {"pad": processor.pad_id(), "unk": processor.unk_id(), "bos": processor.bos_id(), "eos": processor.eos_id()}
-        if found != expected:
-            raise TokenizerError(f"{model_path}: special ids {found} differ from the expected {expected}")
 
     # --- text <-> ids -------------------------------------------------------------------------
 

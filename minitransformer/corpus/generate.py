@@ -134,23 +134,25 @@ OBJECTS: dict[str, list[Noun]] = {verb.key: [n for n in NOUN_LIST if takes_objec
 # --------------------------------------------------------------------------------------
 
 
-class SentenceSampler:
-    """Draws random clauses whose words fit together.
+def weighted(rng: random.Random, weights: dict):
+    """One key of ``weights``, drawn with probability proportional to its weight."""
+    keys = list(weights)
+    return rng.choices(keys, weights=[weights[k] for k in keys])[0]
 
-    focus: an entry of HELD_OUT that this sampler should try to produce. Whenever the focus
-    noun (or verb) is a possible choice it is taken half of the time, and the focus adjective
-    is then put on it, so sentences with the held-out combination come up quickly.
+
+class PhraseSampler:
+    """Draws the parts of a clause: words that fit together, noun phrases, places.
+
+    focus: an entry of HELD_OUT to try to produce. Whenever the focus noun (or verb) is a
+    possible choice it is taken half of the time, and the focus adjective is then put on
+    it, so sentences with the held-out combination come up quickly.
     """
 
     def __init__(self, rng: random.Random, focus: tuple[str, str, str] | None = None):
         self.rng = rng
         self.focus = focus
 
-    # -- small choices ---------------------------------------------------------------
-
-    def weighted(self, weights: dict):
-        keys = list(weights)
-        return self.rng.choices(keys, weights=[weights[k] for k in keys])[0]
+    # -- words -----------------------------------------------------------------------
 
     def noun(self, candidates: list[Noun]) -> Noun:
         if self.focus and self.rng.random() < 0.5:
@@ -167,14 +169,14 @@ class SentenceSampler:
         return self.rng.choices(candidates, weights=[VERB_WEIGHTS.get(v.key, 1) for v in candidates])[0]
 
     def pronoun(self, allowed: tuple[str, ...]) -> str:
-        return self.weighted({p: PRONOUN_WEIGHTS[p] for p in allowed})
+        return weighted(self.rng, {p: PRONOUN_WEIGHTS[p] for p in allowed})
 
     def adjectives(self, noun: Noun, most: int) -> tuple[str, ...]:
         """0-2 adjectives for a noun; two only as one pre-nominal + one colour/nationality."""
         if self.focus and self.focus[0] == "adj" and noun.en == self.focus[2]:
             return (self.focus[1],)
         fitting = FITTING_ADJECTIVES[noun.en]
-        count = min(most, self.weighted(ADJECTIVE_COUNT_WEIGHTS))
+        count = min(most, weighted(self.rng, ADJECTIVE_COUNT_WEIGHTS))
         pre = [a for a in fitting if a.prenominal]
         # Two adjectives only as "size/age/quality + colour/origin", whose English order
         # (the small black cat) and French order (le petit chat noir) are both fixed.
@@ -185,11 +187,13 @@ class SentenceSampler:
             return (self.rng.choice(fitting).en,)
         return ()
 
+    # -- phrases ---------------------------------------------------------------------
+
     def noun_phrase(self, noun: Noun, determiners: tuple[str, ...] = tuple(DETERMINER_WEIGHTS),
                     plural_ok: bool = True, most_adjectives: int = 2) -> NP:
         if "unowned" in noun.tags:
             determiners = tuple(d for d in determiners if d in ("the", "a")) or ("the",)
-        det = self.weighted({d: DETERMINER_WEIGHTS[d] for d in determiners})
+        det = weighted(self.rng, {d: DETERMINER_WEIGHTS[d] for d in determiners})
         plural = plural_ok and self.rng.random() < PLURAL_PROBABILITY
         return NP(noun.en, det, plural, self.adjectives(noun, most_adjectives))
 
@@ -226,34 +230,6 @@ class SentenceSampler:
                               plural_ok=False, most_adjectives=1)
         return Place(preposition, np)
 
-    # -- templates -----------------------------------------------------------------
-
-    def clause(self) -> Clause:
-        template = self.weighted(TEMPLATE_WEIGHTS)
-        return getattr(self, "_" + template)()
-
-    def _mood(self) -> tuple[str, tuple[str, ...]]:
-        """A mood and the pronouns it allows (no questions with "i": do i like ... ?)."""
-        mood = self.weighted(MOOD_WEIGHTS)
-        pronouns = tuple(p for p in PRONOUN_WEIGHTS if not (mood == "question" and p == "i"))
-        return mood, pronouns
-
-    def _intransitive(self) -> Clause:
-        mood, pronouns = self._mood()
-        verb = self.verb([v for v in VERB_LIST if v.intransitive])
-        subject = self.subject(verb.subjects, pronouns, indefinite_ok=mood != "negative")
-        place = None
-        if self.rng.random() < 0.5:
-            kind = NOUNS[subject.noun].kind if isinstance(subject, NP) else "person"
-            place = self.place(kind, verb, avoid=subject.noun if isinstance(subject, NP) else "")
-        return Clause(subject, verb.key, place=place, mood=mood)
-
-    def _transitive(self) -> Clause:
-        mood, pronouns = self._mood()
-        verb = self.verb([v for v in VERB_LIST if v.objects and v.key != "give"])
-        subject = self.subject(verb.subjects, pronouns)
-        return Clause(subject, verb.key, obj=self.object(verb, subject), mood=mood)
-
     def object(self, verb: Verb, subject: NP | str) -> NP:
         avoid = subject.noun if isinstance(subject, NP) else ""
         noun = self.noun([n for n in OBJECTS[verb.key] if n.en != avoid])
@@ -266,16 +242,52 @@ class SentenceSampler:
             np = NP(np.noun, np.det, False, np.adjectives)
         return np
 
+
+class SentenceSampler:
+    """Draws random clauses whose words fit together: a template (TEMPLATE_WEIGHTS) and
+    a mood, then its parts from a PhraseSampler (``focus``: see PhraseSampler)."""
+
+    def __init__(self, rng: random.Random, focus: tuple[str, str, str] | None = None):
+        self.rng = rng
+        self.focus = focus
+        self.phrases = PhraseSampler(rng, focus)
+
+    def clause(self) -> Clause:
+        template = weighted(self.rng, TEMPLATE_WEIGHTS)
+        return getattr(self, "_" + template)()
+
+    def _mood(self) -> tuple[str, tuple[str, ...]]:
+        """A mood and the pronouns it allows (no questions with "i": do i like ... ?)."""
+        mood = weighted(self.rng, MOOD_WEIGHTS)
+        pronouns = tuple(p for p in PRONOUN_WEIGHTS if not (mood == "question" and p == "i"))
+        return mood, pronouns
+
+    def _intransitive(self) -> Clause:
+        mood, pronouns = self._mood()
+        verb = self.phrases.verb([v for v in VERB_LIST if v.intransitive])
+        subject = self.phrases.subject(verb.subjects, pronouns, indefinite_ok=mood != "negative")
+        place = None
+        if self.rng.random() < 0.5:
+            kind = NOUNS[subject.noun].kind if isinstance(subject, NP) else "person"
+            place = self.phrases.place(kind, verb, avoid=subject.noun if isinstance(subject, NP) else "")
+        return Clause(subject, verb.key, place=place, mood=mood)
+
+    def _transitive(self) -> Clause:
+        mood, pronouns = self._mood()
+        verb = self.phrases.verb([v for v in VERB_LIST if v.objects and v.key != "give"])
+        subject = self.phrases.subject(verb.subjects, pronouns)
+        return Clause(subject, verb.key, obj=self.phrases.object(verb, subject), mood=mood)
+
     def _give(self) -> Clause:
         mood, pronouns = self._mood()
         verb = VERBS["give"]
-        subject = self.subject(verb.subjects, pronouns, most_adjectives=1)
-        obj = self.object(verb, subject)
+        subject = self.phrases.subject(verb.subjects, pronouns, most_adjectives=1)
+        obj = self.phrases.object(verb, subject)
         obj = NP(obj.noun, obj.det, obj.plural, obj.adjectives[:1])
         avoid = subject.noun if isinstance(subject, NP) else ""
         recipients = [n for n in NOUN_LIST if n.kind in ("person", "animal") and n.en != avoid]
-        recipient = self.noun_phrase(self.noun(recipients), ("the", "my", "your", "his", "her", "our", "their"),
-                                     most_adjectives=1)
+        definite = ("the", "my", "your", "his", "her", "our", "their")
+        recipient = self.phrases.noun_phrase(self.phrases.noun(recipients), definite, most_adjectives=1)
         return Clause(subject, "give", obj=obj, recipient=recipient, mood=mood)
 
     def _be_adjective(self) -> Clause:
@@ -283,7 +295,7 @@ class SentenceSampler:
         # A predicate adjective agrees in gender, so only pronouns whose gender is known.
         pronouns = tuple(p for p in pronouns if p in ("he", "she", "they"))
         kinds = frozenset({"person", "animal", "object", "vehicle", "food", "place", "nature"})
-        subject = self.subject(kinds, pronouns, most_adjectives=1)
+        subject = self.phrases.subject(kinds, pronouns, most_adjectives=1)
         noun = NOUNS[subject.noun] if isinstance(subject, NP) else None
         used = {ADJECTIVES[a].group for a in subject.adjectives} if isinstance(subject, NP) else set()
         if (isinstance(subject, NP) and self.focus and self.focus[0] == "adj" and subject.adjectives
@@ -299,15 +311,15 @@ class SentenceSampler:
     def _be_place(self) -> Clause:
         mood, pronouns = self._mood()
         kinds = frozenset({"person", "animal", "object", "vehicle", "food"})
-        subject = self.subject(kinds, pronouns, most_adjectives=1)
+        subject = self.phrases.subject(kinds, pronouns, most_adjectives=1)
         kind = NOUNS[subject.noun].kind if isinstance(subject, NP) else "person"
-        place = self.place("object" if kind == "food" else kind, avoid=getattr(subject, "noun", ""))
+        place = self.phrases.place("object" if kind == "food" else kind, avoid=getattr(subject, "noun", ""))
         return Clause(subject, place=place, mood=mood)
 
     def _where(self) -> Clause:
         pronouns = ("you", "he", "she", "we", "they")
         kinds = frozenset({"person", "animal", "object", "vehicle", "food", "place"})
-        subject = self.subject(kinds, pronouns, most_adjectives=1)
+        subject = self.phrases.subject(kinds, pronouns, most_adjectives=1)
         if isinstance(subject, NP) and NOUNS[subject.noun].kind == "place" and subject.plural:
             subject = NP(subject.noun, subject.det, False, subject.adjectives)  # where is the station ?
         return Clause(subject, mood="where")

@@ -37,7 +37,7 @@ import pathlib
 import random
 from dataclasses import replace
 
-from .generate import Pair, SentenceSampler, held_out_in, write_tsv
+from .generate import Pair, SentenceSampler, held_out_in, weighted, write_tsv
 from .grammar import NP, Clause, GrammarError, elide, english, english_np, french, french_np, glue, render
 from .lexicon import NOUNS
 
@@ -143,7 +143,7 @@ def long_sentence(sampler: SentenceSampler, n_clauses: int) -> Pair:
         if sentence is None:
             sentence = (en, fr)
         else:
-            sentence = join(sampler.weighted(CONNECTIVE_WEIGHTS), sentence, (en, fr))
+            sentence = join(weighted(rng, CONNECTIVE_WEIGHTS), sentence, (en, fr))
     return sentence[0], (sentence[1],)
 
 
