@@ -429,8 +429,9 @@ def build_corpus(seed: int = SEED) -> dict[str, list[Pair]]:
 
 
 def write_tsv(path: pathlib.Path, pairs: list[Pair]) -> int:
-    """Write one English<TAB>French line per translation; returns the number of lines."""
-    lines = [f"{english}\t{french}\n" for english, translations, _ in pairs for french in translations]
+    """Write one English<TAB>French line per translation; returns the number of lines.
+    A pair may come without alignments (long.py's are (English, French translations))."""
+    lines = [f"{english}\t{french}\n" for english, translations, *_ in pairs for french in translations]
     with open(path, "w", encoding="utf-8", newline="\n") as file:
         file.writelines(lines)
     return len(lines)

@@ -137,6 +137,59 @@ def accuracy(weights, answer):
     return float((weights.argmax(axis=-1) == answer).mean())
 
 
+def learn_temperature(args, batch):
+    """Adam on log τ for args.steps steps, a fresh batch each -> the losses and the learned τ.
+
+    τ must stay positive and its good values span decades, so learn log τ:
+    ∂L/∂log τ = τ · ∂L/∂τ
+    """
+    params = {"log_temperature": np.array(math.log(args.init_temperature))}
+    optimizer = Adam(params, beta1=0.9, beta2=0.99, eps=1e-8)
+    history = []
+    for step in range(args.steps + 1):
+        queries, keys, values, answer = batch(args.batch)
+        temperature = float(np.exp(params["log_temperature"]))
+        out, cache = cosine_attention_forward(queries, keys, values, temperature)  # (B, T, Dv)
+        loss, dout = retrieval_error(out, values, answer)
+        history.append(loss)
+        if step % max(1, args.steps // 8) == 0 or step == args.steps:
+            hits = accuracy(attention_weights(cache[1]), answer)
+            print(f"  step {step:4d}   τ = {temperature:6.4f}   loss {loss:.4f}   right key on top {hits:6.1%}")
+        if step < args.steps:
+            *_, dtemperature = cosine_attention_backward(dout, cache)
+            optimizer.step(params, {"log_temperature": dtemperature * temperature}, args.lr)
+    return history, float(np.exp(params["log_temperature"]))
+
+
+def compare(queries, keys, values, answer, start, learned):
+    """(loss, accuracy) of cosine attention at τ = start and τ = learned, and of the scaled dot product."""
+    contenders = {
+        f"cosine, τ = {start:g} (start)": cosine_attention(queries, keys, values, start),
+        f"cosine, τ = {learned:.4f} (learned)": cosine_attention(queries, keys, values, learned),
+        "scaled dot product (no parameter)": scaled_dot_attention(queries, keys, values),
+    }
+    scores = {}
+    for label, (out, weights) in contenders.items():
+        scores[label] = (retrieval_error(out, values, answer)[0], accuracy(weights, answer))
+        print(f"  {label:36s} loss {scores[label][0]:.4f}   right key on top {scores[label][1]:6.1%}")
+    return list(scores.values())
+
+
+def show_confident_mistake(queries, keys, values, answer, learned):
+    """Print the query on which the dot product is most sure of a wrong key (a long one)."""
+    cosine_weights = cosine_attention(queries, keys, values, learned)[1]  # (B, T, S)
+    dot_weights = scaled_dot_attention(queries, keys, values)[1]  # (B, T, S)
+    wrong_confidence = np.where(dot_weights.argmax(axis=-1) != answer, dot_weights.max(axis=-1), 0)  # (B, T)
+    b, t = np.unravel_index(np.argmax(wrong_confidence), wrong_confidence.shape)
+    cosine_weights, dot_weights = cosine_weights[b, t], dot_weights[b, t]  # (S,), (S,)
+    print("\nthe query the dot product gets most confidently wrong (the wanted key is marked <-):")
+    print("  key length   cosine α   dot α")
+    for s in range(keys.shape[1]):
+        mark = "  <-" if s == answer[b, t] else ""
+        length = np.linalg.norm(keys[b, s])
+        print(f"  {length:10.2f}   {cosine_weights[s]:8.3f}   {dot_weights[s]:5.3f}{mark}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -154,54 +207,15 @@ def main(argv=None):
     def batch(size):
         return retrieval_batch(size, args.keys, args.width, 4, args.noise, rng)
 
-    # τ must stay positive and its good values span decades, so learn log τ:
-    # ∂L/∂log τ = τ · ∂L/∂τ
-    params = {"log_temperature": np.array(math.log(args.init_temperature))}
-    optimizer = Adam(params, beta1=0.9, beta2=0.99, eps=1e-8)
     print(f"retrieve the value of the key each query points to; S = {args.keys} keys of lengths 0.1 … 10")
     print("learning the temperature τ of cosine attention with the hand-written backward:")
-    history = []
-    for step in range(args.steps + 1):
-        queries, keys, values, answer = batch(args.batch)
-        temperature = float(np.exp(params["log_temperature"]))
-        out, cache = cosine_attention_forward(queries, keys, values, temperature)  # (B, T, Dv)
-        loss, dout = retrieval_error(out, values, answer)
-        history.append(loss)
-        if step % max(1, args.steps // 8) == 0 or step == args.steps:
-            hits = accuracy(attention_weights(cache[1]), answer)
-            print(f"  step {step:4d}   τ = {temperature:6.4f}   loss {loss:.4f}   right key on top {hits:6.1%}")
-        if step < args.steps:
-            *_, dtemperature = cosine_attention_backward(dout, cache)
-            optimizer.step(params, {"log_temperature": dtemperature * temperature}, args.lr)
-
-    learned = float(np.exp(params["log_temperature"]))
+    history, learned = learn_temperature(args, batch)
     queries, keys, values, answer = batch(1000)
     print("\non 1000 fresh examples:")
-    start = args.init_temperature
-    contenders = {
-        f"cosine, τ = {start:g} (start)": cosine_attention(queries, keys, values, start),
-        f"cosine, τ = {learned:.4f} (learned)": cosine_attention(queries, keys, values, learned),
-        "scaled dot product (no parameter)": scaled_dot_attention(queries, keys, values),
-    }
-    scores = {}
-    for label, (out, weights) in contenders.items():
-        scores[label] = (retrieval_error(out, values, answer)[0], accuracy(weights, answer))
-        print(f"  {label:36s} loss {scores[label][0]:.4f}   right key on top {scores[label][1]:6.1%}")
-
-    # the query on which the dot product is most sure of a wrong key: a long one
-    cosine_weights = cosine_attention(queries, keys, values, learned)[1]  # (B, T, S)
-    dot_weights = scaled_dot_attention(queries, keys, values)[1]  # (B, T, S)
-    wrong_confidence = np.where(dot_weights.argmax(axis=-1) != answer, dot_weights.max(axis=-1), 0)  # (B, T)
-    b, t = np.unravel_index(np.argmax(wrong_confidence), wrong_confidence.shape)
-    cosine_weights, dot_weights = cosine_weights[b, t], dot_weights[b, t]  # (S,), (S,)
-    print("\nthe query the dot product gets most confidently wrong (the wanted key is marked <-):")
-    print("  key length   cosine α   dot α")
-    for s in range(args.keys):
-        mark = "  <-" if s == answer[b, t] else ""
-        length = np.linalg.norm(keys[b, s])
-        print(f"  {length:10.2f}   {cosine_weights[s]:8.3f}   {dot_weights[s]:5.3f}{mark}")
+    fresh = compare(queries, keys, values, answer, args.init_temperature, learned)
+    show_confident_mistake(queries, keys, values, answer, learned)
     # (start, learned, dot) as (loss, accuracy), for the tests
-    return {"losses": history, "temperature": learned, "fresh": list(scores.values())}
+    return {"losses": history, "temperature": learned, "fresh": fresh}
 
 
 def cosine_attention(queries, keys, values, temperature):

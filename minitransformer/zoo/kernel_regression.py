@@ -104,6 +104,47 @@ def rmse(prediction, target):
     return float(np.sqrt(np.mean((prediction - target) ** 2)))
 
 
+def learn_bandwidth(train_waist, train_weight, init_bandwidth, steps, lr):
+    """Gradient descent on log h of the leave-one-out squared error -> [(step, h, loss)].
+
+    Leave one out: person s must not see their own weight, or h → 0 would look perfect.
+    h must stay positive and its good values span decades, so descend on log h:
+    ∂L/∂log h = h · ∂L/∂h
+    """
+    count = len(train_waist)
+    leave_one_out = ~np.eye(count, dtype=bool)[None]  # (1, S, S)
+    log_bandwidth = math.log(init_bandwidth)
+    history = []
+    for step in range(steps + 1):
+        bandwidth = math.exp(log_bandwidth)
+        prediction, cache = predict(train_waist, train_waist, train_weight, bandwidth, leave_one_out)
+        residual = prediction - train_weight  # (S,)
+        loss = float(np.mean(residual**2))
+        history.append((step, bandwidth, loss))
+        if step == steps:
+            break
+        dprediction = (2.0 / count) * residual  # (S,)
+        *_, dbandwidth = kernel_regression_backward(dprediction[None, :, None], cache)
+        # the loss is in kg², roughly 25 to 400 here; dividing by it makes the step size
+        # a fraction of log h, whatever the units (this is gradient descent on log L)
+        log_bandwidth -= lr * float(dbandwidth) * bandwidth / loss
+    return history
+
+
+def show_neighbours(train_waist, train_weight, true_weight, bandwidth, waist=90.0):
+    """Print the prediction for one waist and the five people it listened to most."""
+    prediction, cache = predict(np.array([waist]), train_waist, train_weight, bandwidth)
+    weights = attention_weights(cache[-1])[0, 0]  # (S,)
+    nearest = np.argsort(-weights)[:5]
+    print(f"\nwaist {waist:g} cm -> predicted {prediction[0]:.1f} kg (curve: {true_weight(waist):.1f} kg);")
+    print("the people it listened to most (the attention weights):")
+    for index in nearest:
+        print(
+            f"  waist {train_waist[index]:6.1f} cm  weight {train_weight[index]:6.1f} kg  "
+            f"attention α = {weights[index]:.3f}"
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -120,27 +161,7 @@ def main(argv=None):
     print(f"synthetic data (seed {args.seed}): {args.train} people to learn from, {args.test} to test on;")
     print("weight = smooth curve of the waist + N(0, 5 kg) noise, so 5.0 kg is the best possible error\n")
 
-    # leave one out: person s must not see their own weight, or h → 0 would look perfect
-    leave_one_out = ~np.eye(args.train, dtype=bool)[None]  # (1, S, S)
-
-    # h must stay positive and its good values span decades, so descend on log h:
-    # ∂L/∂log h = h · ∂L/∂h
-    log_bandwidth = math.log(args.init_bandwidth)
-    history = []
-    for step in range(args.steps + 1):
-        bandwidth = math.exp(log_bandwidth)
-        prediction, cache = predict(train_waist, train_waist, train_weight, bandwidth, leave_one_out)
-        residual = prediction - train_weight  # (S,)
-        loss = float(np.mean(residual**2))
-        history.append((step, bandwidth, loss))
-        if step == args.steps:
-            break
-        dprediction = (2.0 / args.train) * residual  # (S,)
-        *_, dbandwidth = kernel_regression_backward(dprediction[None, :, None], cache)
-        # the loss is in kg², roughly 25 to 400 here; dividing by it makes the step size
-        # a fraction of log h, whatever the units (this is gradient descent on log L)
-        log_bandwidth -= args.lr * float(dbandwidth) * bandwidth / loss
-
+    history = learn_bandwidth(train_waist, train_weight, args.init_bandwidth, args.steps, args.lr)
     print("gradient descent on the bandwidth (leave-one-out squared error on the training people):")
     for step, bandwidth, loss in history:
         if step % max(1, args.steps // 10) == 0 or step == args.steps:
@@ -157,18 +178,7 @@ def main(argv=None):
     for label, bandwidth in rows:
         prediction, _ = predict(test_waist, train_waist, train_weight, bandwidth)
         print(f"  {label:32s} {rmse(prediction, test_weight):6.2f} kg")
-
-    query = np.array([90.0])
-    prediction, cache = predict(query, train_waist, train_weight, learned)
-    weights = attention_weights(cache[-1])[0, 0]  # (S,)
-    nearest = np.argsort(-weights)[:5]
-    print(f"\nwaist 90 cm -> predicted {prediction[0]:.1f} kg (curve: {true_weight(90.0):.1f} kg);")
-    print("the people it listened to most (the attention weights):")
-    for index in nearest:
-        print(
-            f"  waist {train_waist[index]:6.1f} cm  weight {train_weight[index]:6.1f} kg  "
-            f"attention α = {weights[index]:.3f}"
-        )
+    show_neighbours(train_waist, train_weight, true_weight, learned)
     return history
 
 

@@ -150,17 +150,9 @@ def score(name, queries, keys, params):
 # Demo: measure how each score behaves as the width grows, and what it is blind to.
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--keys", type=int, default=16, help="S, keys per query")
-    parser.add_argument("--widths", type=int, nargs="+", default=[4, 16, 64, 256, 1024])
-    args = parser.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    names = list(SCORES)
-
-    # part 1: unit-variance q and k of growing width D; what reaches the softmax, and back
+def width_tables(args, rng, names):
+    """Part 1: unit-variance q and k of growing width D; what reaches the softmax, and back.
+    -> {title: {(D, score name): value}}, printed as one table per title."""
     tables = {"spread of the scores, std(e)": {}, "largest weight, mean max α": {},
               "gradient leaving the softmax, mean ‖∂L/∂e‖ per query": {}}  # fmt: skip
     for width in args.widths:
@@ -186,9 +178,12 @@ def main(argv=None):
             print(f"  {width:7d}" + "".join(f"{table[width, name]:12.3g}" for name in names))
     print(f"\n(a uniform softmax has max α = 1/S = {1 / args.keys:.3g}; "
           "a saturated one has max α → 1 and passes back no gradient)")  # fmt: skip
+    return tables
 
-    # part 2: invariances, measured as the relative change of the scores
-    width = 16
+
+def invariances(args, rng, names, width=16):
+    """Part 2: invariances, measured as the relative change of the scores
+    -> {(change, score name): ‖e' − e‖ / ‖e‖ after removing each row's mean change}."""
     queries = rng.standard_normal((args.batch, 4, width))  # (B, T, D)
     keys = rng.standard_normal((args.batch, args.keys, width))  # (B, S, D)
     shift = 3.0 * rng.standard_normal(width)  # (D,)
@@ -212,6 +207,20 @@ def main(argv=None):
             cells.append(float(np.linalg.norm(difference) / np.linalg.norm(before)))
             blindness[label, name] = cells[-1]
         print(f"  {label:20s}" + "".join(f"{cell:12.3g}" for cell in cells))
+    return blindness
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--keys", type=int, default=16, help="S, keys per query")
+    parser.add_argument("--widths", type=int, nargs="+", default=[4, 16, 64, 256, 1024])
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    names = list(SCORES)
+    tables = width_tables(args, rng, names)
+    blindness = invariances(args, rng, names)
     return tables, blindness
 
 
