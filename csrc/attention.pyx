@@ -337,9 +337,10 @@ cdef inline const floating *head_mask(AdditiveMask mask, int b, int h, floating 
     return <const floating *> (mask.data + b * mask.stride_b + h * mask.stride_h)
 
 
-cdef inline int row_stride(Py_ssize_t stride_bytes, Py_ssize_t itemsize, int rows, int cols) noexcept nogil:
-    """The row stride of a (rows, cols) matrix, in elements; with one row any value ≥ cols will do."""
-    return <int> (stride_bytes // itemsize) if rows > 1 else cols
+cdef inline int leading_dim(const floating[:, :, :, ::view.contiguous] x) noexcept nogil:
+    """The row stride, in elements, of each (b, h) matrix of x (B, H, rows, cols); with one
+    row any value ≥ cols will do."""
+    return <int> (x.strides[2] // sizeof(floating)) if x.shape[2] > 1 else <int> x.shape[3]
 
 
 @cython.boundscheck(False)
@@ -352,9 +353,7 @@ cdef void forward_all(const floating[:, :, :, ::view.contiguous] q,
                       floating[:, :, :, ::1] probs, floating[:, :, :, ::1] out,
                       floating[:, ::1] scratch, int row_block, int n_threads) noexcept:
     cdef int B = q.shape[0], H = q.shape[1], T = q.shape[2], Dh = q.shape[3], S = k.shape[2]
-    cdef int ldq = row_stride(q.strides[2], sizeof(floating), T, Dh)
-    cdef int ldk = row_stride(k.strides[2], sizeof(floating), S, Dh)
-    cdef int ldv = row_stride(v.strides[2], sizeof(floating), S, Dh)
+    cdef int ldq = leading_dim(q), ldk = leading_dim(k), ldv = leading_dim(v)
     cdef Py_ssize_t mask_stride_t = mask.stride_t // sizeof(floating)
     cdef floating scale = 1 / sqrt(<double> Dh)
     cdef int problem, b, h
@@ -379,11 +378,8 @@ cdef void backward_all(const floating[:, :, :, ::view.contiguous] dout,
                        floating[:, :, :, ::1] dq, floating[:, :, :, ::1] dk, floating[:, :, :, ::1] dv,
                        floating[:, ::1] scratch, int row_block, int n_threads) noexcept:
     cdef int B = q.shape[0], H = q.shape[1], T = q.shape[2], Dh = q.shape[3], S = k.shape[2]
-    cdef int lddo = row_stride(dout.strides[2], sizeof(floating), T, Dh)
-    cdef int ldq = row_stride(q.strides[2], sizeof(floating), T, Dh)
-    cdef int ldk = row_stride(k.strides[2], sizeof(floating), S, Dh)
-    cdef int ldv = row_stride(v.strides[2], sizeof(floating), S, Dh)
-    cdef int ldp = row_stride(probs.strides[2], sizeof(floating), T, S)
+    cdef int lddo = leading_dim(dout), ldq = leading_dim(q), ldk = leading_dim(k), ldv = leading_dim(v)
+    cdef int ldp = leading_dim(probs)
     cdef floating scale = 1 / sqrt(<double> Dh)
     cdef int problem, b, h
     cdef floating *own
@@ -407,9 +403,7 @@ cdef void forward_blocked_all(const floating[:, :, :, ::view.contiguous] q,
                               floating[:, :, :, ::1] out, floating[:, :, ::1] logsumexp,
                               int block_size, floating[:, ::1] scratch, int n_threads) noexcept:
     cdef int B = q.shape[0], H = q.shape[1], T = q.shape[2], Dh = q.shape[3], S = k.shape[2]
-    cdef int ldq = row_stride(q.strides[2], sizeof(floating), T, Dh)
-    cdef int ldk = row_stride(k.strides[2], sizeof(floating), S, Dh)
-    cdef int ldv = row_stride(v.strides[2], sizeof(floating), S, Dh)
+    cdef int ldq = leading_dim(q), ldk = leading_dim(k), ldv = leading_dim(v)
     cdef Py_ssize_t mask_stride_t = mask.stride_t // sizeof(floating)
     cdef floating scale = 1 / sqrt(<double> Dh)
     cdef int n_query_blocks = (T + block_size - 1) // block_size
@@ -454,11 +448,8 @@ cdef void backward_blocked_all(const floating[:, :, :, ::view.contiguous] dout,
                                floating[:, :, :, ::1] dq, floating[:, :, :, ::1] dk, floating[:, :, :, ::1] dv,
                                int block_size, floating[:, ::1] scratch, int n_threads) noexcept:
     cdef int B = q.shape[0], H = q.shape[1], T = q.shape[2], Dh = q.shape[3], S = k.shape[2]
-    cdef int lddo = row_stride(dout.strides[2], sizeof(floating), T, Dh)
-    cdef int ldq = row_stride(q.strides[2], sizeof(floating), T, Dh)
-    cdef int ldk = row_stride(k.strides[2], sizeof(floating), S, Dh)
-    cdef int ldv = row_stride(v.strides[2], sizeof(floating), S, Dh)
-    cdef int ldo = row_stride(out.strides[2], sizeof(floating), T, Dh)
+    cdef int lddo = leading_dim(dout), ldq = leading_dim(q), ldk = leading_dim(k), ldv = leading_dim(v)
+    cdef int ldo = leading_dim(out)
     cdef Py_ssize_t mask_stride_t = mask.stride_t // sizeof(floating)
     cdef floating scale = 1 / sqrt(<double> Dh)
     cdef int problem, b, h
@@ -536,6 +527,32 @@ def _rows_ready(x, dtype):
         and (x.shape[2] <= 1 or x.strides[2] >= x.shape[3] * itemsize)
     )
     return x if usable else np.ascontiguousarray(x)
+
+
+def _forward_inputs(q, k, v):
+    """q (B, H, T, Dh), k, v (B, H, S, Dh) checked and made ready (_rows_ready) -> q, k, v, dtype."""
+    q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
+    _check_shapes(q, k, v)
+    dtype = _common_dtype(q, k, v)
+    return _rows_ready(q, dtype), _rows_ready(k, dtype), _rows_ready(v, dtype), dtype
+
+
+def _backward_inputs(dout, q, k, v, saved, saved_name):
+    """dout (B, H, T, Dh), the forward's q, k, v and what it saved for the backward:
+    saved_name "probs" (B, H, T, S) from the plain forward, "out" (B, H, T, Dh) from the
+    blocked one; checked and made ready -> dout, q, k, v, saved, dtype."""
+    dout, q, k, v, saved = (np.asarray(x) for x in (dout, q, k, v, saved))
+    _check_shapes(q, k, v)
+    _check_same_shape(dout, q.shape, "dout")
+    _check_same_shape(saved, q.shape[:3] + k.shape[2:3] if saved_name == "probs" else q.shape, saved_name)
+    dtype = _common_dtype(dout, q, k, v, saved)
+    return (*(_rows_ready(x, dtype) for x in (dout, q, k, v, saved)), dtype)
+
+
+def _gradients(q, k, dtype, allocate):
+    """dq (B, H, T, Dh), dk (B, H, S, Dh), dv (B, H, S, Dh), made by ``allocate``
+    (np.empty where the kernel writes every entry, np.zeros where it adds into them)."""
+    return allocate(q.shape, dtype=dtype), allocate(k.shape, dtype=dtype), allocate(k.shape, dtype=dtype)
 
 
 cdef AdditiveMask _additive_mask(object mask, tuple shape, object dtype, list keep_alive) except *:
@@ -633,10 +650,7 @@ def _block_size_checked(block_size):
 def attention_forward(q, k, v, mask=None):
     """q (B, H, T, Dh), k, v (B, H, S, Dh), mask ~(B, H, T, S) bool or None
     -> out (B, H, T, Dh), probs (B, H, T, S), in the inputs' dtype (float32 or float64)."""
-    q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
-    _check_shapes(q, k, v)
-    dtype = _common_dtype(q, k, v)
-    q, k, v = _rows_ready(q, dtype), _rows_ready(k, dtype), _rows_ready(v, dtype)
+    q, k, v, dtype = _forward_inputs(q, k, v)
     B, H, T, Dh = q.shape
     S = k.shape[2]
     keep_alive = []
@@ -659,17 +673,10 @@ def attention_forward(q, k, v, mask=None):
 def attention_backward(dout, q, k, v, probs):
     """dout (B, H, T, Dh), probs (B, H, T, S) from the forward
     -> dq (B, H, T, Dh), dk (B, H, S, Dh), dv (B, H, S, Dh)."""
-    dout, q, k, v, probs = (np.asarray(x) for x in (dout, q, k, v, probs))
-    _check_shapes(q, k, v)
+    dout, q, k, v, probs, dtype = _backward_inputs(dout, q, k, v, probs, "probs")
     B, H, T, Dh = q.shape
     S = k.shape[2]
-    _check_same_shape(dout, q.shape, "dout")
-    _check_same_shape(probs, (B, H, T, S), "probs")
-    dtype = _common_dtype(dout, q, k, v, probs)
-    dout, q, k, v, probs = (_rows_ready(x, dtype) for x in (dout, q, k, v, probs))
-    dq = np.empty((B, H, T, Dh), dtype=dtype)  # (B, H, T, Dh)
-    dk = np.empty((B, H, S, Dh), dtype=dtype)  # (B, H, S, Dh)
-    dv = np.empty((B, H, S, Dh), dtype=dtype)  # (B, H, S, Dh)
+    dq, dk, dv = _gradients(q, k, dtype, np.empty)  # (B, H, T, Dh), (B, H, S, Dh), (B, H, S, Dh)
     if dq.size == 0 or dk.size == 0:
         return np.zeros_like(dq), np.zeros_like(dk), np.zeros_like(dv)
     cdef int n_threads = min(mt_max_threads(), B * H)  # no more threads than problems
@@ -689,10 +696,7 @@ def attention_forward_blocked(q, k, v, mask=None, block_size=64):
     Memory: the outputs plus, per thread, one (block_size, block_size) tile and kᵀ (Dh, S):
     linear in T and S."""
     block_size = _block_size_checked(block_size)
-    q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
-    _check_shapes(q, k, v)
-    dtype = _common_dtype(q, k, v)
-    q, k, v = _rows_ready(q, dtype), _rows_ready(k, dtype), _rows_ready(v, dtype)
+    q, k, v, dtype = _forward_inputs(q, k, v)
     B, H, T, Dh = q.shape
     S = k.shape[2]
     keep_alive = []
@@ -717,21 +721,14 @@ def attention_backward_blocked(dout, q, k, v, out, logsumexp, mask=None, block_s
     logsumexp (B, H, T) from attention_forward_blocked
     -> dq (B, H, T, Dh), dk (B, H, S, Dh), dv (B, H, S, Dh)."""
     block_size = _block_size_checked(block_size)
-    dout, q, k, v, out = (np.asarray(x) for x in (dout, q, k, v, out))
-    _check_shapes(q, k, v)
+    dout, q, k, v, out, dtype = _backward_inputs(dout, q, k, v, out, "out")
     B, H, T, Dh = q.shape
     S = k.shape[2]
-    _check_same_shape(dout, q.shape, "dout")
-    _check_same_shape(out, q.shape, "out")
     _check_same_shape(np.asarray(logsumexp), (B, H, T), "logsumexp")
-    dtype = _common_dtype(dout, q, k, v, out)
-    dout, q, k, v, out = (_rows_ready(x, dtype) for x in (dout, q, k, v, out))
     logsumexp = np.ascontiguousarray(logsumexp, dtype=dtype)
     keep_alive = []
     cdef AdditiveMask additive_mask = _additive_mask(mask, (B, H, T, S), dtype, keep_alive)
-    dq = np.zeros((B, H, T, Dh), dtype=dtype)  # (B, H, T, Dh)
-    dk = np.zeros((B, H, S, Dh), dtype=dtype)  # (B, H, S, Dh)
-    dv = np.zeros((B, H, S, Dh), dtype=dtype)  # (B, H, S, Dh)
+    dq, dk, dv = _gradients(q, k, dtype, np.zeros)  # (B, H, T, Dh), (B, H, S, Dh), (B, H, S, Dh)
     if dq.size == 0 or dk.size == 0:
         return dq, dk, dv
     cdef int n_threads = min(mt_max_threads(), B * H)

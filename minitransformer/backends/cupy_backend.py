@@ -133,6 +133,16 @@ def _launch_shape(n_rows, n_keys, itemsize):
     return (blocks_per_grid,), (threads_per_block,), shared_mem_bytes
 
 
+def _row_launch(rows):
+    """rows (B, H, T, S) -> _launch_shape's (grid, block, shared-memory bytes) for one block
+    per row of S entries, or None when there is no row or no entry to compute."""
+    batch, n_heads, n_queries, n_keys = rows.shape
+    n_rows = batch * n_heads * n_queries
+    if n_rows == 0 or n_keys == 0:
+        return None
+    return _launch_shape(n_rows, n_keys, rows.itemsize)
+
+
 def _broadcast_mask(mask):
     """The mask as a device bool array and its four element strides over (B, H, T, S),
     0 along every broadcast axis. No mask is a single True seen everywhere."""
@@ -147,11 +157,11 @@ def _broadcast_mask(mask):
 
 def _masked_softmax_forward(scores, mask, scale):
     """scores (B, H, T, S) C-contiguous, overwritten with the attention weights."""
-    batch, n_heads, n_queries, n_keys = scores.shape
-    n_rows = batch * n_heads * n_queries
-    if n_rows == 0 or n_keys == 0:
+    launch = _row_launch(scores)
+    if launch is None:
         return
-    grid, block, shared_mem_bytes = _launch_shape(n_rows, n_keys, scores.itemsize)
+    grid, block, shared_mem_bytes = launch
+    _, n_heads, n_queries, n_keys = scores.shape
     mask, (stride_b, stride_h, stride_t, stride_s) = _broadcast_mask(mask)
     real = scores.dtype.type  # the kernel's Real: the scale travels in the rows' precision
     kernel = _kernels()["masked_softmax_forward", scores.dtype]
@@ -176,11 +186,11 @@ def _masked_softmax_forward(scores, mask, scale):
 
 def _masked_softmax_backward(dprobs, probs, scale):
     """dprobs (B, H, T, S) C-contiguous, overwritten with scale · dS; probs the same shape."""
-    batch, n_heads, n_queries, n_keys = dprobs.shape
-    n_rows = batch * n_heads * n_queries
-    if n_rows == 0 or n_keys == 0:
+    launch = _row_launch(dprobs)
+    if launch is None:
         return
-    grid, block, shared_mem_bytes = _launch_shape(n_rows, n_keys, dprobs.itemsize)
+    grid, block, shared_mem_bytes = launch
+    n_keys = dprobs.shape[3]
     real = dprobs.dtype.type
     kernel = _kernels()["masked_softmax_backward", dprobs.dtype]
     kernel(grid, block, (dprobs, probs, np.int32(n_keys), real(scale)), shared_mem=shared_mem_bytes)
