@@ -68,6 +68,10 @@ import time
 
 import numpy as np
 
+from minitransformer.arrays import float_dtype
+
+KERNEL = "the Cython attention kernels"  # for the error messages
+
 cdef extern from "kernels.h" nogil:
     int mt_max_threads()  # OpenMP's threads for a parallel loop; 1 without OpenMP
     void mt_set_max_threads(int n)
@@ -502,13 +506,6 @@ def _check_same_shape(x, expected, name):
         raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {tuple(expected)}")
 
 
-def _common_dtype(*arrays):
-    dtype = np.result_type(*arrays)
-    if dtype != np.float32 and dtype != np.float64:
-        raise ValueError(f"the Cython attention kernels take float32 or float64 arrays, got {dtype}")
-    return dtype
-
-
 def _rows_ready(x, dtype):
     """x (rank 4) as `dtype`, with a contiguous last axis and usable strides; copied only if not.
 
@@ -533,7 +530,7 @@ def _forward_inputs(q, k, v):
     """q (B, H, T, Dh), k, v (B, H, S, Dh) checked and made ready (_rows_ready) -> q, k, v, dtype."""
     q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
     _check_shapes(q, k, v)
-    dtype = _common_dtype(q, k, v)
+    dtype = float_dtype(q, k, v, kernel=KERNEL)
     return _rows_ready(q, dtype), _rows_ready(k, dtype), _rows_ready(v, dtype), dtype
 
 
@@ -545,7 +542,7 @@ def _backward_inputs(dout, q, k, v, saved, saved_name):
     _check_shapes(q, k, v)
     _check_same_shape(dout, q.shape, "dout")
     _check_same_shape(saved, q.shape[:3] + k.shape[2:3] if saved_name == "probs" else q.shape, saved_name)
-    dtype = _common_dtype(dout, q, k, v, saved)
+    dtype = float_dtype(dout, q, k, v, saved, kernel=KERNEL)
     return (*(_rows_ready(x, dtype) for x in (dout, q, k, v, saved)), dtype)
 
 

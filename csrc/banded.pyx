@@ -46,6 +46,10 @@ cimport kernels
 
 import numpy as np
 
+from minitransformer.arrays import float_dtype
+
+KERNEL = "the banded attention kernels"  # for the error messages
+
 cdef extern from "kernels.h" nogil:
     int mt_max_threads()  # OpenMP's threads for a parallel loop; 1 without OpenMP
 
@@ -204,13 +208,6 @@ def _window_checked(window):
     return int(window)
 
 
-def _dtype_of(*arrays):
-    dtype = np.result_type(*arrays)
-    if dtype != np.float32 and dtype != np.float64:
-        raise ValueError(f"the banded attention kernels take float32 or float64 arrays, got {dtype}")
-    return dtype
-
-
 def band_width(window, causal):
     """W, the keys in a band: 2w + 1, or w + 1 when causal."""
     return window + 1 if causal else 2 * window + 1
@@ -238,7 +235,7 @@ def banded_forward(q, k, v, window, causal=False, key_keep=None):
     S = k.shape[2]
     if T > S:
         raise ValueError(f"banded attention needs T ≤ S (queries are the last T positions), got T={T}, S={S}")
-    dtype = _dtype_of(q, k, v)
+    dtype = float_dtype(q, k, v, kernel=KERNEL)
     q, k, v = (np.ascontiguousarray(x, dtype=dtype) for x in (q, k, v))
     keep = np.ones((B, S), np.uint8) if key_keep is None else np.ascontiguousarray(
         np.broadcast_to(np.asarray(key_keep, bool), (B, S)), dtype=np.uint8)
@@ -261,7 +258,7 @@ def banded_backward(dout, q, k, v, probs, window, causal=False):
     """dout (B, H, T, Dh), the forward's q, k, v, probs (B, H, T, W), window and causal
     -> dq (B, H, T, Dh), dk (B, H, S, Dh), dv (B, H, S, Dh)."""
     window = _window_checked(window)
-    dtype = _dtype_of(dout, q, k, v, probs)
+    dtype = float_dtype(dout, q, k, v, probs, kernel=KERNEL)
     dout, q, k, v, probs = (np.ascontiguousarray(x, dtype=dtype) for x in (dout, q, k, v, probs))
     B, H, T, Dh = q.shape
     S = k.shape[2]

@@ -47,6 +47,8 @@ cimport kernels
 
 import numpy as np
 
+from minitransformer.arrays import check_token_ids, float_dtype
+
 cdef extern from "kernels.h" nogil:
     int ops_max_threads "mt_max_threads"()  # OpenMP's threads for a parallel loop; 1 without OpenMP
 
@@ -98,14 +100,10 @@ def cross_entropy_forward(logits, targets, pad_id, smoothing=0.0):
 
     The cache holds dlogits (B, T, V), computed here in the same pass; pass the cache to
     this module's cross_entropy_backward (not the reference's)."""
-    from minitransformer.arrays import check_token_ids
-
     logits, targets = np.asarray(logits), np.asarray(targets)
     if logits.ndim < 1 or logits.shape[:-1] != targets.shape:
         raise ValueError(f"logits of shape {logits.shape} do not match targets of shape {targets.shape}")
-    dtype = logits.dtype
-    if dtype != np.float32 and dtype != np.float64:
-        raise ValueError(f"the Cython loss kernel takes float32 or float64 logits, got {dtype}")
+    dtype = float_dtype(logits, kernel="the Cython loss kernel")
     vocab_size = logits.shape[-1]
     check_token_ids(targets, vocab_size, name="target ids")
     if not 0.0 <= smoothing < 1.0:
@@ -190,13 +188,6 @@ cdef void layernorm_backward_rows(const floating[:, ::1] dy, const floating[:, :
             dx_row[d] = inv_std[n] * (dx_row[d] - mean_dx_hat - x_hat[n, d] * mean_dx_hat_x_hat)
 
 
-def _float_dtype(*arrays):
-    dtype = np.result_type(*arrays)
-    if dtype != np.float32 and dtype != np.float64:
-        raise ValueError(f"the Cython LayerNorm kernels take float32 or float64 arrays, got {dtype}")
-    return dtype
-
-
 def layernorm_forward(x, gamma, beta, eps=1e-5):
     """x (..., D), gamma (D,), beta (D,) -> y (..., D), cache (x_hat, inv_std, gamma) as the reference's."""
     x, gamma, beta = np.asarray(x), np.asarray(gamma), np.asarray(beta)
@@ -204,7 +195,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     if x.ndim < 1 or gamma.shape != (d_model,) or beta.shape != (d_model,):
         raise ValueError(f"LayerNorm of x {x.shape} needs gamma and beta of shape ({d_model},), "
                          f"got {gamma.shape} and {beta.shape}")  # fmt: skip
-    dtype = _float_dtype(x, gamma, beta)
+    dtype = float_dtype(x, gamma, beta, kernel="the Cython LayerNorm kernels")
     rows = np.ascontiguousarray(x.reshape(-1, d_model), dtype=dtype)  # (N, D)
     gamma_c = np.ascontiguousarray(gamma, dtype=dtype)
     beta_c = np.ascontiguousarray(beta, dtype=dtype)
@@ -228,7 +219,7 @@ def layernorm_backward(dy, cache):
     if dy.shape != x_hat.shape:
         raise ValueError(f"dy has shape {dy.shape}, the forward's output had {x_hat.shape}")
     d_model = x_hat.shape[-1]
-    dtype = _float_dtype(dy, x_hat)
+    dtype = float_dtype(dy, x_hat, kernel="the Cython LayerNorm kernels")
     dy_rows = np.ascontiguousarray(dy.reshape(-1, d_model), dtype=dtype)  # (N, D)
     x_hat_rows = np.ascontiguousarray(x_hat.reshape(-1, d_model), dtype=dtype)  # (N, D)
     inv_std_rows = np.ascontiguousarray(np.asarray(inv_std).reshape(-1), dtype=dtype)  # (N,)
@@ -287,8 +278,7 @@ def dropout_mask_forward(x, key, threshold, scale):
     -> y (same shape), keep (same shape, bool): the fused kernel behind the Cython
     backend's dropout_forward (minitransformer/layers/dropout.py explains the generator)."""
     x = np.asarray(x)
-    if x.dtype != np.float32 and x.dtype != np.float64:
-        raise ValueError(f"the Cython dropout kernel takes float32 or float64 arrays, got {x.dtype}")
+    float_dtype(x, kernel="the Cython dropout kernel")
     if x.size >= 1 << 32:
         raise ValueError(f"the dropout generator numbers elements with 32 bits; {x.size} is too many")
     flat = np.ascontiguousarray(x).reshape(-1)  # (N,)
@@ -306,8 +296,7 @@ def dropout_mask_forward(x, key, threshold, scale):
 def dropout_mask_backward(dy, keep, scale):
     """dy, keep (same shape) -> dx = dy ⊙ keep · scale."""
     dy = np.asarray(dy)
-    if dy.dtype != np.float32 and dy.dtype != np.float64:
-        raise ValueError(f"the Cython dropout kernel takes float32 or float64 arrays, got {dy.dtype}")
+    float_dtype(dy, kernel="the Cython dropout kernel")
     if keep.shape != dy.shape:
         raise ValueError(f"dy has shape {dy.shape}, the forward's mask has {keep.shape}")
     flat = np.ascontiguousarray(dy).reshape(-1)  # (N,)

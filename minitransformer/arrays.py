@@ -25,6 +25,15 @@ def to_numpy(array):
     return np.asarray(array)
 
 
+def float_dtype(*arrays, kernel):
+    """The dtype the arrays meet in (np.result_type); a clear ValueError unless it is float32
+    or float64, the two types the compiled kernels (csrc/) are built for."""
+    dtype = np.result_type(*arrays)
+    if dtype != np.float32 and dtype != np.float64:
+        raise ValueError(f"{kernel}: float32 or float64 arrays only, got {dtype}")
+    return dtype
+
+
 def check_id_matrix(ids, name):
     """Raise a clear ValueError unless ``ids`` is a 2-D array (B, length): a batch of sentences."""
     if not hasattr(ids, "ndim") or ids.ndim != 2:
