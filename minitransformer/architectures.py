@@ -11,35 +11,38 @@ rebuilds whichever model it trained: the saved model config says which (an RNN c
 has an "architecture" field; a Transformer's has none, as before this module existed).
 """
 
+from dataclasses import replace
+
+from .config import ModelConfig
+from .fields import ConfigError
+
 NAMES = ("transformer", "rnnenc", "rnnsearch")
 
 
-def model_config(train_config, src_vocab_size, tgt_vocab_size):
-    """The model config of a TrainConfig's architecture, for vocabularies of these sizes.
+def architecture_of(config):
+    """"transformer" for a ModelConfig, else the RNNConfig's own architecture."""
+    return getattr(config, "architecture", "transformer")
 
-    The recurrent models take their widths from the same fields as the Transformer:
-    d_model is the embedding width E, the GRU state width H and the alignment width A.
+
+def converted(config, architecture, transformer_base=None):
+    """A model config (without vocabulary) of ``architecture`` made from ``config`` of another.
+
+    The recurrent models take their widths from the Transformer's: d_model is the embedding
+    width E, the GRU state width H and the alignment width A; dropout, max_len and the dtype
+    carry over. Back to a Transformer, D is H and the other fields are ``transformer_base``'s
+    (a ModelConfig; default: ModelConfig's own defaults).
     """
-    architecture = getattr(train_config, "architecture", "transformer")
     if architecture not in NAMES:
-        raise ValueError(f"TrainConfig.architecture must be one of {', '.join(NAMES)}, got {architecture!r}")
-    if architecture == "transformer":
-        return None  # configs.py builds the ModelConfig itself
+        raise ConfigError(f"TrainConfig.architecture must be one of {', '.join(NAMES)}, got {architecture!r}")
+    if architecture == architecture_of(config):
+        return config
     from .rnn import RNNConfig
 
-    width = train_config.d_model
-    return RNNConfig(
-        architecture=architecture,
-        src_vocab_size=src_vocab_size,
-        tgt_vocab_size=tgt_vocab_size,
-        embed_size=width,
-        hidden_size=width,
-        align_size=width,
-        dropout=train_config.dropout,
-        max_len=train_config.max_len,
-        pad_id=0,
-        dtype=train_config.dtype,
-    )
+    shared = {"dropout": config.dropout, "max_len": config.max_len, "dtype": config.dtype}
+    if architecture == "transformer":
+        return replace(transformer_base or ModelConfig(), d_model=config.hidden_size, **shared)
+    width = config.d_model
+    return RNNConfig(architecture=architecture, embed_size=width, hidden_size=width, align_size=width, **shared)
 
 
 def model_config_from_dict(values):
@@ -48,14 +51,14 @@ def model_config_from_dict(values):
         from .rnn import RNNConfig
 
         return RNNConfig.from_dict(values)
-    from .config import ModelConfig
-
     return ModelConfig.from_dict(values)
 
 
 def make_model(config, seed=0, backend="numpy", params=None):
-    """Build the model of ``config`` (either kind): model.make_model or rnn.make_rnn_model."""
-    if hasattr(config, "architecture"):
+    """Build the model of ``config`` (either kind, with its vocabulary): model.make_model or
+    rnn.make_rnn_model."""
+    config.require_vocabulary()
+    if architecture_of(config) != "transformer":
         from .rnn import make_rnn_model
 
         return make_rnn_model(config, seed=seed, backend=backend, params=params)

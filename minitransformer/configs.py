@@ -4,54 +4,52 @@
     minitransformer train --config tatoeba    # real Tatoeba pairs from ../shared/data: runs/tatoeba/
     minitransformer train --config my.json    # a JSON file of TrainConfig fields (over the toy defaults)
 
-A TrainConfig is saved as ``config.json`` in the run directory (beside the ModelConfig it
-builds), and a resumed run reads it back from there.
+    {"name": "wide", "max_steps": 2000, "model": {"d_model": 128, "n_heads": 8, "final_norm": true}}
+
+A TrainConfig holds the model's config, ``TrainConfig.model`` (a ModelConfig, config.py, or
+for a recurrent architecture an RNNConfig, rnn/config.py): every model field is set in the
+JSON's "model" object and checked there, once, by the model config itself. The vocabulary
+sizes and the padding id are left out: they are the tokenizer's, filled in by
+``config.model.with_vocabulary(tokenizer)`` once it exists.
+
+A TrainConfig is saved as ``config.json`` in the run directory (beside the complete model
+config it builds), and a resumed run reads it back from there. A config.json or a JSON file
+in the earlier flat layout, the model's fields beside the others ("d_model": 64), still
+loads: ``from_dict`` moves them into the model section.
 """
 
 import json
-import math
-import types
-import typing
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from .architectures import NAMES as ARCHITECTURES
+from .architectures import architecture_of, converted
 from .config import ModelConfig
+from .fields import ConfigError, Fields, renamed
+from .rnn import RNNConfig
+from .tokenizer import Tokenizer
 
 # fields that may change when a run is resumed: how long to train, not what is trained
 BUDGET_FIELDS = ("epochs", "minutes", "max_steps")
 
-
-class ConfigError(ValueError):
-    """A config name, file or value cannot be used; the message says which and why."""
-
-
 # SentencePiece needs room for pad, unk, bos, eos and at least a few characters
 MIN_VOCAB_SIZE = 16
 
+# the model's fields that the run config's flat layout (before the "model" section) held
+FLAT_MODEL_FIELDS = ("d_model", "n_heads", "d_ff", "n_encoder_layers", "n_decoder_layers", "dropout", "max_len",
+                     "pre_norm", "tie_output", "share_embeddings", "dtype", "encoder_attention", "decoder_attention",
+                     "attention_window")
+# what a run's model config takes from the tokenizer, never from the run config
+TOKENIZER_FIELDS = ("src_vocab_size", "tgt_vocab_size", "pad_id")
 
-def _check_type(name, value, annotation):
-    """``value`` must be of the field's annotated type (int, float, str, bool, or X | None);
-    a float field takes an int, no number field takes a bool, and floats must be finite."""
-    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
-    if value is None and type(None) in allowed:
-        return
-    for kind in allowed:
-        if kind is bool and isinstance(value, bool):
-            return
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(f"TrainConfig.{name} must be a finite number, got {value!r}")
-            return
-        if kind is str and isinstance(value, str):
-            return
-    expected = " or ".join("None" if kind is type(None) else kind.__name__ for kind in allowed)
-    raise ConfigError(f"TrainConfig.{name} must be {expected}, got {value!r}")
+# the toy model: D = 64, 2 + 2 layers of 4 heads, F = 256, one embedding matrix for both
+# languages (the field default of TrainConfig.model)
+TOY_MODEL = ModelConfig(d_model=64, n_heads=4, d_ff=256, n_encoder_layers=2, n_decoder_layers=2, dropout=0.1,
+                        max_len=64, share_embeddings=True)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Fields):
     # the run's name; the default run directory is runs/<name>/
     name: str = "toy"
 
@@ -74,28 +72,13 @@ class TrainConfig:
     # "bpe" or "unigram"
     tokenizer_model_type: str = "bpe"
 
-    # --- model (see minitransformer/config.py for each) ---
+    # --- model ---
     # "transformer", or a recurrent "rnnenc" / "rnnsearch" (minitransformer/architectures.py)
     architecture: str = "transformer"
-    d_model: int = 64
-    n_heads: int = 4
-    d_ff: int = 256
-    n_encoder_layers: int = 2
-    n_decoder_layers: int = 2
-    dropout: float = 0.1
-    # the longest sentence in tokens (longer training pairs are skipped, and counted)
-    max_len: int = 64
-    pre_norm: bool = False
-    # the output projection is the target embedding, transposed
-    tie_output: bool = True
-    # one embedding matrix for both languages (needs shared_vocab)
-    share_embeddings: bool = True
-    dtype: str = "float32"
-    # self-attention methods, e.g. "performer:64" (minitransformer/approx/core.py)
-    encoder_attention: str = "exact"
-    decoder_attention: str = "exact"
-    # local self-attention: keys at most this many positions away (None: global)
-    attention_window: int | None = None
+    # the model's hyperparameters, without vocabulary (config.py for each field; an RNNConfig
+    # for the recurrent architectures); model.max_len is also the longest sentence trained
+    # on, in pieces (longer training pairs are skipped, and counted)
+    model: ModelConfig | RNNConfig = field(default_factory=lambda: replace(TOY_MODEL))
 
     # --- optimization ---
     # padded tokens per batch, batch_size × (longest source + longest target)
@@ -141,24 +124,18 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        # every field's type first, so that "d_model": "abc" is named here, not as a
-        # TypeError deep inside the model once the tokenizer has trained
-        for field in fields(self):
-            _check_type(field.name, getattr(self, field.name), field.type)
-        for name in ("vocab_size", "max_tokens", "warmup_steps", "eval_every", "log_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
-        if self.share_embeddings and not self.shared_vocab:
-            raise ConfigError("TrainConfig.share_embeddings needs shared_vocab=True")
+        # every field's type first, so that "max_tokens": "abc" is named here, not as a
+        # TypeError deep inside the loop once the tokenizer has trained
+        self.check_types()
+        self.check_positive_ints("vocab_size", "max_tokens", "warmup_steps", "eval_every", "log_every",
+                                 "checkpoint_every")
         if self.epochs is None and self.minutes is None and self.max_steps is None:
             raise ConfigError("TrainConfig needs a budget: epochs, minutes or max_steps")
         for name in BUDGET_FIELDS:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"TrainConfig.{name} must be positive (or None for no limit), got {value!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"TrainConfig.label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
+        self.check_fraction("label_smoothing", "beta1", "beta2")
         if self.vocab_size < MIN_VOCAB_SIZE:
             raise ConfigError(
                 f"TrainConfig.vocab_size must be at least {MIN_VOCAB_SIZE} (4 special pieces and the characters), "
@@ -170,61 +147,81 @@ class TrainConfig:
         for name in ("lr_factor", "clip_norm", "eps"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"TrainConfig.{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"TrainConfig.{name} must lie in [0, 1), got {getattr(self, name)!r}")
         if self.weight_decay < 0:
             raise ConfigError(f"TrainConfig.weight_decay must be ≥ 0, got {self.weight_decay!r}")
         if self.tokenizer_model_type not in ("bpe", "unigram"):
             raise ConfigError(f"TrainConfig.tokenizer_model_type must be 'bpe' or 'unigram', got {self.tokenizer_model_type!r}")
-        # the model's own checks (d_model divisible by n_heads, dropout in [0, 1), the dtype…)
-        # now, with a stand-in vocabulary: the real sizes are known only after the tokenizer
-        try:
-            self.model_config(self.vocab_size, self.vocab_size)
-        except ValueError as error:
-            raise ConfigError(str(error).replace("ModelConfig.", "TrainConfig.").replace("RNNConfig.", "TrainConfig.")) from None
+        self._check_model()
 
-    def model_config(self, src_vocab_size, tgt_vocab_size):
-        """The ModelConfig for vocabularies of these sizes (known once the tokenizer exists)."""
-        from .architectures import model_config
-
-        recurrent = model_config(self, src_vocab_size, tgt_vocab_size)
-        if recurrent is not None:
-            return recurrent
-        return ModelConfig(
-            src_vocab_size=src_vocab_size,
-            tgt_vocab_size=tgt_vocab_size,
-            d_model=self.d_model,
-            n_heads=self.n_heads,
-            d_ff=self.d_ff,
-            n_encoder_layers=self.n_encoder_layers,
-            n_decoder_layers=self.n_decoder_layers,
-            dropout=self.dropout,
-            max_len=self.max_len,
-            pre_norm=self.pre_norm,
-            tie_output=self.tie_output,
-            share_embeddings=self.share_embeddings,
-            pad_id=0,
-            dtype=self.dtype,
-            encoder_attention=self.encoder_attention,
-            decoder_attention=self.decoder_attention,
-            attention_window=self.attention_window,
-        )
+    def _check_model(self):
+        """The model section is checked by its own class when built; here, what ties it to the run."""
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"TrainConfig.architecture must be one of {', '.join(ARCHITECTURES)}, "
+                              f"got {self.architecture!r}")
+        if architecture_of(self.model) != self.architecture:
+            raise ConfigError(f"TrainConfig.model is a {architecture_of(self.model)} config but the architecture is "
+                              f"{self.architecture!r}; config.with_architecture({self.architecture!r}) converts it")
+        given = [name for name in TOKENIZER_FIELDS[:2] if getattr(self.model, name) is not None]
+        if given or self.model.pad_id != Tokenizer.pad_id:
+            raise ConfigError(f"TrainConfig.model.{(given or ['pad_id'])[0]} is the tokenizer's: leave it out of the "
+                              "run config (vocab_size and shared_vocab choose the vocabulary)")
+        if getattr(self.model, "share_embeddings", False) and not self.shared_vocab:
+            raise ConfigError("TrainConfig.model.share_embeddings needs shared_vocab=True")
 
     def peak_lr(self):
-        return self.lr_factor / (self.d_model * self.warmup_steps) ** 0.5
+        """The learning rate at step = warmup: lr_factor / √(D · warmup)."""
+        return self.lr_factor / (self.model.d_model * self.warmup_steps) ** 0.5
+
+    def with_model(self, **changes):
+        """This run config with some model fields changed: ``config.with_model(d_model=32)``."""
+        return replace(self, model=replace(self.model, **changes))
+
+    def with_architecture(self, architecture):
+        """This run config training ``architecture``, its model section converted
+        (architectures.converted: the RNN widths are the Transformer's d_model)."""
+        return replace(self, architecture=architecture, model=converted(self.model, architecture, TOY_MODEL))
 
     def to_dict(self):
-        return asdict(self)
+        values = super().to_dict()
+        for name in TOKENIZER_FIELDS:
+            values["model"].pop(name)
+        return values
+
+    def settings(self):
+        """Every field by its path, {"seed": 0, …, "model.d_model": 64, …}: what a resumed run compares."""
+        values = self.to_dict()
+        model = values.pop("model")
+        return {**values, **{f"model.{name}": value for name, value in model.items()}}
 
     @classmethod
     def from_dict(cls, values, base=None):
-        """Build from a dict, over ``base`` (default: the field defaults); unknown keys are errors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
-        return replace(base, **values) if base is not None else cls(**values)
+        """Build from a dict (a JSON config, or a run's saved one), over ``base`` (default: the
+        field defaults); the model section over base's. Unknown keys are errors, and the
+        earlier flat layout, the model's fields at the top, is read as a model section."""
+        base = base if base is not None else cls()
+        values = dict(values)
+        flat = {name: values.pop(name) for name in FLAT_MODEL_FIELDS if name in values}
+        section = values.pop("model", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"TrainConfig.model must be a JSON object of model fields, got {section!r}")
+        section = dict(section)
+        if flat and section:
+            raise ConfigError(f"TrainConfig: {', '.join(flat)} belong in the \"model\" section, beside "
+                              f"{', '.join(section)}")
+        cls.check_known(values)
+        architecture = values.get("architecture", base.architecture)
+        try:
+            if flat:  # the flat layout's fields were those of a Transformer, whatever it trained
+                model = converted(converted(base.model, "transformer", TOY_MODEL).updated(flat), architecture)
+            else:
+                model = converted(base.model, architecture, TOY_MODEL)
+            for name in TOKENIZER_FIELDS:
+                if section.get(name) is None:
+                    section.pop(name, None)  # a saved run's None: the tokenizer's, as the default is
+            model = model.updated(section)
+        except (TypeError, ValueError) as error:
+            raise renamed(error, ("ModelConfig", "RNNConfig"), "TrainConfig.model") from None
+        return replace(base, **values, model=model)
 
 
 # The toy corpus (data/toy-*.tsv): a small grammar of English sentences and their French
@@ -235,12 +232,7 @@ class TrainConfig:
 TOY = TrainConfig(
     name="toy",
     vocab_size=1000,
-    d_model=64,
-    n_heads=4,
-    d_ff=256,
-    n_encoder_layers=2,
-    n_decoder_layers=2,
-    dropout=0.1,
+    model=TOY_MODEL,
     max_tokens=2048,
     lr_factor=1.0,  # peak lr 1 / √(64 · 400) ≈ 6e-3: a small model takes a large step
     warmup_steps=400,
@@ -258,18 +250,11 @@ TATOEBA = TrainConfig(
     compositional_test_data=None,
     held_out_sources=1000,
     vocab_size=8000,
-    d_model=256,
-    n_heads=4,
-    d_ff=1024,
-    n_encoder_layers=3,
-    n_decoder_layers=3,
-    dropout=0.1,
-    max_len=64,
     # pre-norm: with about a thousand steps in 10 minutes (the README's table has the count
     # measured) it learns far faster than post-norm.
     # Measured at step 400 (same seed, batches and lr): valid loss 2.23 and BLEU 23.6
     # pre-norm, against 3.21 and 3.7 post-norm (and 3.8 at step 200 with half the lr).
-    pre_norm=True,
+    model=replace(TOY_MODEL, d_model=256, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3, pre_norm=True),
     max_tokens=4096,
     lr_factor=0.4,  # peak lr 0.4 / √(256 · 150) ≈ 2e-3; a peak of 3.6e-3 did worse (2.39 at step 400)
     warmup_steps=150,

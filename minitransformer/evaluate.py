@@ -5,6 +5,8 @@
     hypotheses = translate_sentences(model, tokenizer, valid.sources)     # greedy, batched
     corpus_bleu(hypotheses, valid.references)                             # sacreBLEU, multi-reference
     mean_loss(model, valid.examples, tokenizer.pad_id, max_tokens=2048)   # no smoothing, no dropout
+    evaluate(model, tokenizer, valid, max_tokens=2048, samples=3, say=print)  # {"loss", "bleu"}
+    choose_final_weights(model, ring, lambda: evaluate(model, …)["bleu"])     # the last, or the average
 
 BLEU is sacreBLEU's corpus BLEU, every hypothesis against all the references of its source
 (a sentence of Tatoeba often has several translations).
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import sacrebleu
 
 from .batching import Batcher, encode_pairs
+from .checkpoint import average_checkpoints
 from .data import group_references
 from .decode import decode_batches
 
@@ -84,3 +87,49 @@ def mean_loss(model, examples, pad_id, max_tokens):
         total += loss * batch.n_tgt_tokens  # the model's loss is a mean: weight it back by tokens
         tokens += batch.n_tgt_tokens
     return total / tokens
+
+
+def evaluate(model, tokenizer, eval_set, max_tokens, samples=0, say=print):
+    """-> {"loss", "bleu"} of ``model`` on ``eval_set``, saying ``samples`` of its translations."""
+    loss = mean_loss(model, eval_set.examples, tokenizer.pad_id, max_tokens)
+    hypotheses = translate_sentences(model, tokenizer, eval_set.sources)
+    bleu = corpus_bleu(hypotheses, eval_set.references)
+    for source, references, hypothesis in list(zip(eval_set.sources, eval_set.references, hypotheses))[:samples]:
+        say(f"  source:     {source}")
+        say(f"  reference:  {references[0]}" + (f"  (+{len(references) - 1} more)" if len(references) > 1 else ""))
+        say(f"  hypothesis: {hypothesis}")
+    return {"loss": loss, "bleu": bleu}
+
+
+def choose_final_weights(model, ring, score):
+    """The final weights of a run: the average of the checkpoints of ``ring`` (paths, two or
+    more) if it scores a better valid BLEU (``score()``, of the weights in ``model``) than
+    the last weights, else the last ones. ``model`` is left holding the choice; returns
+    what the metrics record of it."""
+    last_params = {key: value.copy() for key, value in model.params.items()}
+    bleu_last = score()
+    for key, value in average_checkpoints(ring).items():
+        model.params[key][...] = model.xp.asarray(value)
+    bleu_averaged = score()
+    final = {"final_weights": "last", "valid_subset_bleu_last": bleu_last, "valid_subset_bleu_averaged": bleu_averaged}
+    if bleu_averaged > bleu_last:
+        steps = ", ".join(path.name[5:].lstrip("0") for path in ring)
+        final["final_weights"] = f"average of the last {len(ring)} checkpoints (steps {steps})"
+    else:
+        for key, value in last_params.items():
+            model.params[key][...] = value
+    return final
+
+
+def final_scores(evaluate, valid, test_sets, samples, say):
+    """The loss and BLEU of the end of a run, on the full valid set and every test set;
+    ``evaluate(eval_set, samples)`` gives each {"loss", "bleu"} -> {"valid_loss", …, "test_bleu", …}."""
+    say(f"Evaluating on the full valid set ({len(valid.sources)} sources):")
+    result = evaluate(valid, samples=samples)
+    scores = {"valid_loss": result["loss"], "valid_bleu": result["bleu"]}
+    for name, eval_set in test_sets.items():
+        say(f"Evaluating on {name} ({len(eval_set.sources)} sources):")
+        result = evaluate(eval_set, samples=samples)
+        scores[f"{name}_bleu"] = result["bleu"]
+        scores[f"{name}_loss"] = result["loss"]
+    return scores

@@ -1,5 +1,11 @@
 """The run directory as a transaction: validate first, one writer at a time, swap in whole.
 
+    run = RunDirectory.open("runs/toy", config, resume=False, overwrite=False)  # all of the below
+    with run.guarded():                       # an OSError: a RunWriteError naming the file and
+        ...                                   #   the last good checkpoint; any error: abandon()
+    run.saved(step)                           # after a checkpoint: swapped in at the first one
+    run.abandon()                             # release; a fresh run that saved nothing leaves no trace
+
     lock = RunLock.acquire("runs/toy")        # a second writer gets a RunLocked naming our PID
     recover_interrupted_swap("runs/toy")      # finish a swap that a kill cut in half
     work = start_partial("runs/toy")          # a fresh run trains in runs/.toy.partial/ ...
@@ -24,13 +30,16 @@ The rules, and why:
   * Temporary files (".*.tmp") that a kill left behind are removed when the run resumes.
 """
 
+import contextlib
 import ctypes
+import errno
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
 
-from .checkpoint import checkpoint_dir, kill_point
+from .checkpoint import CheckpointError, checkpoint_dir, kill_point
 
 
 class RunDirectoryError(RuntimeError):
@@ -39,6 +48,154 @@ class RunDirectoryError(RuntimeError):
 
 class RunLocked(RunDirectoryError):
     """Another process holds the run directory's lock."""
+
+
+class RunWriteError(RuntimeError):
+    """A file of the run could not be written (a full disk, a file-size limit); the message
+    names the file and the last good checkpoint."""
+
+
+def describe_write_error(error):
+    """An OSError from writing -> "<file>: <what happened>", with the usual cause named."""
+    what = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        what = "the disk is full (No space left on device)"
+    elif error.errno == errno.EFBIG:
+        what = "the file grew past the size limit (File too large)"
+    elif error.errno == errno.EDQUOT:
+        what = "the disk quota is exhausted"
+    return f"{error.filename or 'a file of the run'}: {what}"
+
+
+def saved_config(config_path):
+    """The TrainConfig that a run's config.json holds (either layout: configs.py converts
+    the flat one); CheckpointError when it cannot be read."""
+    from .configs import TrainConfig  # here: configs.py imports the models
+
+    try:
+        return TrainConfig.from_dict(json.loads(Path(config_path).read_text(encoding="utf-8"))["train"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{config_path}: unreadable ({error})") from None
+
+
+def nothing_to_resume(run_dir):
+    return CheckpointError(f"{run_dir}: nothing to resume: no checkpoint was written yet (no config.json); "
+                           f"start the run without --resume: minitransformer train --out {run_dir}")
+
+
+class RunDirectory:
+    """One run's directory, written by this process alone: the lock, where the run trains
+    now (``work``: the directory itself, or a fresh run's partial one until its first
+    checkpoint), and the step of the last checkpoint (``saved_at``, None before the first)."""
+
+    def __init__(self, path, work, lock, saved_at=None):
+        self.path, self.work, self.lock, self.saved_at = Path(path), Path(work), lock, saved_at
+
+    @classmethod
+    def open(cls, path, config, resume, overwrite, say=print):
+        """Lock ``path`` and finish what a kill interrupted; then, to resume, check that the
+        run was trained with ``config`` (all but its budget), else start a fresh partial
+        directory (replacing an existing run only with ``overwrite``)."""
+        path = Path(path)
+        lock = RunLock.acquire(path)
+        try:
+            recover_interrupted_swap(path, say)
+            if resume:
+                _check_resumable(path, config)
+                removed = remove_stale_temporaries(path)
+                if removed:
+                    say(f"Removed {removed} temporary file(s) that an interrupted save left in {path}/")
+                return cls(path, path, lock)
+            return cls(path, _start_fresh(path, overwrite, say), lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @contextlib.contextmanager
+    def guarded(self, release=False, then=""):
+        """An OSError in the block: a RunWriteError naming the file and the last good
+        checkpoint (and ``then``); any error: abandon(). ``release``: abandon() at the end too."""
+        try:
+            yield self
+        except OSError as error:
+            if error.filename is None:  # a write inside SentencePiece's or NumPy's code
+                error.filename = str(self.work)
+            message = f"{describe_write_error(error)}; {self.last_good()}{then}"
+            self.abandon()
+            raise RunWriteError(message) from None
+        except BaseException:
+            self.abandon()
+            raise
+        if release:
+            self.abandon()
+
+    def saved(self, step):
+        """A checkpoint of ``step`` is committed; the first of a fresh run takes the run's place."""
+        self.saved_at = step
+        if self.work != self.path:
+            swap_in(self.work, self.path)
+            self.work = self.path
+
+    def last_good(self):
+        """What is safe on disk, for a message after a failure."""
+        if self.saved_at is None:
+            if existing_run(self.path) == "run":
+                return f"no checkpoint of this run had been saved yet; the run that was in {self.path}/ is untouched"
+            return "no checkpoint had been saved yet"
+        return f"the last good checkpoint, step {self.saved_at} in {checkpoint_dir(self.path) / 'last.npz'}, is untouched"
+
+    def abandon(self):
+        """Give the directory up: the lock, and a fresh run's partial one if it saved nothing."""
+        if self.saved_at is None and self.work != self.path:
+            shutil.rmtree(self.work, ignore_errors=True)
+        self.release()
+
+    def release(self):
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def reacquire(self):
+        if self.lock is None:
+            self.lock = RunLock.acquire(self.path)
+
+
+def _check_resumable(run_dir, config):
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"{run_dir}: nothing to resume (no config.json): no checkpoint was written yet; "
+            "train without --resume to start it"
+        )
+    from .configs import BUDGET_FIELDS
+
+    asked = config.settings()
+    different = [name for name, value in saved_config(config_path).settings().items()
+                 if name not in BUDGET_FIELDS and value != asked[name]]
+    if different:
+        raise CheckpointError(
+            f"{config_path}: the run was trained with different settings ({', '.join(different)}); "
+            "only the budget (epochs, minutes, max_steps) may change on --resume"
+        )
+
+
+def _start_fresh(run_dir, overwrite, say):
+    """A fresh run trains in a sibling directory, swapped in at its first checkpoint; an
+    existing run is replaced only with ``overwrite``, anything else never."""
+    found = existing_run(run_dir)
+    if found == "other":
+        raise RunDirectoryError(
+            f"{run_dir}: exists and is not a run directory (no config.json or checkpoints/); "
+            "nothing was changed; choose another --out"
+        )
+    if found == "run":
+        if not overwrite:
+            raise RunDirectoryError(
+                f"{run_dir}: already holds a run; nothing was changed. Continue it with --resume, or "
+                "replace it with --overwrite (it is kept until the new run saves its first checkpoint)"
+            )
+        say(f"Starting a fresh run beside {run_dir}/; it replaces the run there at its first checkpoint")
+    return start_partial(run_dir)
 
 
 def _sibling(run_dir, suffix):

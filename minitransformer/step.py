@@ -39,8 +39,9 @@ class Recipe(NamedTuple):
 
     @classmethod
     def of(cls, config):
-        """The recipe of a TrainConfig (or anything with these fields)."""
-        return cls(*(getattr(config, field) for field in cls._fields))
+        """The recipe of a TrainConfig: D is its model's width (an RNN's state width)."""
+        return cls(config.model.d_model, config.warmup_steps, config.lr_factor, config.label_smoothing,
+                   config.clip_norm)
 
 
 class StepResult(NamedTuple):

@@ -83,6 +83,7 @@ import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 
 from minitransformer.checkpoint import load_checkpoint  # noqa: E402
+from minitransformer.config import ModelConfig  # noqa: E402
 from minitransformer.configs import TrainConfig  # noqa: E402
 from minitransformer.train import Trainer  # noqa: E402
 from test_train import write_tiny_corpus  # noqa: E402
@@ -98,10 +99,12 @@ def tiny_run_config(tmp_path_factory):
     train, valid, test = write_tiny_corpus(tmp_path_factory.mktemp("dp-corpus"))
     return TrainConfig(
         name="tiny-dp", train_data=str(train), valid_data=str(valid), test_data=str(test),
-        compositional_test_data=None, vocab_size=50, d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1,
-        n_decoder_layers=1, dropout=0.0, max_len=16, max_tokens=300, warmup_steps=4, epochs=None, minutes=None,
+        compositional_test_data=None, vocab_size=50,
+        model=ModelConfig(d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1, n_decoder_layers=1, dropout=0.0,
+                          max_len=16, share_embeddings=True, dtype="float64"),
+        max_tokens=300, warmup_steps=4, epochs=None, minutes=None,
         max_steps=6, eval_every=1000, eval_sentences=2, samples=0, log_every=1, checkpoint_every=3,
-        keep_checkpoints=2, average_checkpoints=False, seed=3, dtype="float64",
+        keep_checkpoints=2, average_checkpoints=False, seed=3,
     )
 
 
@@ -137,7 +140,7 @@ def test_two_rank_training_equals_one_process(tiny_run_config, tmp_path):
 
 
 def test_a_killed_rank_ends_the_job_naming_it_and_resume_continues_exactly(tiny_run_config, tmp_path):
-    config = replace(tiny_run_config, dropout=0.1)  # on: each rank's own stream must resume exactly
+    config = tiny_run_config.with_model(dropout=0.1)  # on: each rank's own stream must resume exactly
     train_over_mpi(config, tmp_path, tmp_path / "whole")
     started = time.monotonic()
     killed = train_over_mpi(config, tmp_path, tmp_path / "killed", check=False,

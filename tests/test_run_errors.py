@@ -13,10 +13,10 @@ from minitransformer.tokenizer import Tokenizer
 ADJECTIVES = [("black", "noir"), ("white", "blanc"), ("small", "petit"), ("old", "vieux")]
 NOUNS = [("cat", "chat"), ("dog", "chien"), ("horse", "cheval")]
 VERBS = [("sleeps", "dort"), ("eats", "mange"), ("runs", "court"), ("sings", "chante")]
-TINY = {"name": "tiny", "held_out_sources": 4, "vocab_size": 50, "d_model": 16, "n_heads": 2, "d_ff": 32,
-        "n_encoder_layers": 1, "n_decoder_layers": 1, "max_len": 24, "max_tokens": 300, "warmup_steps": 4,
-        "epochs": None, "minutes": None, "max_steps": 2, "eval_every": 100, "eval_sentences": 2, "samples": 1,
-        "log_every": 1, "checkpoint_every": 2}
+MODEL = {"d_model": 16, "n_heads": 2, "d_ff": 32, "n_encoder_layers": 1, "n_decoder_layers": 1, "max_len": 24}
+TINY = {"name": "tiny", "held_out_sources": 4, "vocab_size": 50, "model": MODEL, "max_tokens": 300,
+        "warmup_steps": 4, "epochs": None, "minutes": None, "max_steps": 2, "eval_every": 100, "eval_sentences": 2,
+        "samples": 1, "log_every": 1, "checkpoint_every": 2}
 
 
 @pytest.fixture
@@ -53,19 +53,26 @@ def test_a_data_file_with_a_single_pair(files, capsys):
 
 def test_no_pair_within_max_len(files, capsys):
     config = files["dir"] / "short.json"
-    config.write_text(json.dumps(dict(TINY, max_len=2)))
+    config.write_text(json.dumps(dict(TINY, model=dict(MODEL, max_len=2))))
     assert train(files, config=config) == 1
     assert "fits within max_len=2 pieces; raise max_len" in one_error_line(capsys)
     assert not files["run"].exists()
 
 
 @pytest.mark.parametrize("change, phrase", [
-    ({"d_model": "abc"}, "TrainConfig.d_model must be int, got 'abc'"),
-    ({"d_model": 30, "n_heads": 4}, "TrainConfig.d_model=30 is not divisible by n_heads=4"),
-    ({"dropout": -0.5}, "TrainConfig.dropout must lie in [0, 1)"),
-    ({"n_heads": 0}, "TrainConfig.n_heads must be a positive integer, got 0"),
-    ({"dtype": "float16"}, "TrainConfig.dtype must be one of"),
-    ({"max_len": 0}, "TrainConfig.max_len must be a positive integer, got 0"),
+    ({"model": dict(MODEL, d_model="abc")}, "TrainConfig.model.d_model must be int, got 'abc'"),
+    ({"model": dict(MODEL, d_model=30, n_heads=4)}, "TrainConfig.model.d_model=30 is not divisible by n_heads=4"),
+    ({"model": dict(MODEL, dropout=-0.5)}, "TrainConfig.model.dropout must lie in [0, 1)"),
+    ({"model": dict(MODEL, n_heads=0)}, "TrainConfig.model.n_heads must be a positive integer, got 0"),
+    ({"model": dict(MODEL, dtype="float16")}, "TrainConfig.model.dtype must be one of"),
+    ({"model": dict(MODEL, max_len=0)}, "TrainConfig.model.max_len must be a positive integer, got 0"),
+    ({"model": dict(MODEL, layernorm_eps=0.0)}, "TrainConfig.model.layernorm_eps must be positive, got 0.0"),
+    ({"model": dict(MODEL, attention_core="flash")}, "TrainConfig.model.attention_core must be one of"),
+    ({"model": dict(MODEL, n_layers=2)}, "unknown TrainConfig.model field(s): n_layers"),
+    ({"model": dict(MODEL, pad_id=1)}, "TrainConfig.model.pad_id is the tokenizer's"),
+    ({"model": dict(MODEL, src_vocab_size=50)}, "TrainConfig.model.src_vocab_size is the tokenizer's"),
+    # the earlier flat layout names the field as the model section's
+    ({"model": {}, "d_model": 30}, "TrainConfig.model.d_model=30 is not divisible by n_heads=4"),
     ({"vocab_size": 5}, "TrainConfig.vocab_size must be at least 16"),
     ({"lr_factor": float("nan")}, "TrainConfig.lr_factor must be a finite number"),
     ({"max_steps": 2.5}, "TrainConfig.max_steps must be int or None"),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from minitransformer.checkpoint import load_checkpoint, load_for_inference
+from minitransformer.config import ModelConfig
 from minitransformer.configs import TrainConfig
 from minitransformer.evaluate import corpus_bleu
 from minitransformer.train import Trainer, TrainingDiverged
@@ -40,13 +41,9 @@ def tiny_config(tmp_path_factory):
         test_data=str(test),
         compositional_test_data=None,
         vocab_size=50,
-        d_model=16,
-        n_heads=2,
-        d_ff=32,
-        n_encoder_layers=1,
-        n_decoder_layers=1,
-        dropout=0.1,  # on: the resume test needs the random stream to matter
-        max_len=16,
+        # dropout on: the resume test needs the random stream to matter
+        model=ModelConfig(d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1, n_decoder_layers=1, dropout=0.1,
+                          max_len=16, share_embeddings=True),
         max_tokens=300,  # 10 pairs a batch, 4 batches an epoch: six steps cross an epoch boundary
         warmup_steps=4,
         epochs=None,
@@ -126,10 +123,62 @@ def test_resume_of_a_checkpoint_from_before_the_counter_based_stream(tiny_config
     assert "predates the counter-based dropout stream" in capsys.readouterr().out
 
 
+# config.json as the code before the "model" section wrote it (the model's fields at the top
+# level), for the tiny config above and its RNNsearch twin, with the complete model configs
+# that code built for a vocabulary of 46 pieces
+FLAT_LAYOUT = json.loads((Path(__file__).parent / "fixtures" / "config_flat_layout.json").read_text())
+
+
+@pytest.mark.parametrize("architecture", ["transformer", "rnnsearch"])
+def test_a_flat_layout_config_reads_as_the_same_run(tiny_config, architecture):
+    saved = FLAT_LAYOUT[architecture]
+    config = TrainConfig.from_dict(saved["train"])
+    assert "d_model" not in config.to_dict() and config.to_dict()["model"]
+    assert config.architecture == architecture and config.model.max_len == 16 and config.seed == 3
+    # the same model as the flat layout built, field for field
+    assert config.model.with_vocabulary(vocabulary_of(46)).to_dict() == saved["model"]
+    assert TrainConfig.from_dict(config.to_dict()) == config  # the nested layout reads back the same
+    if architecture == "transformer":
+        assert replace(config, train_data=tiny_config.train_data, valid_data=tiny_config.valid_data,
+                       test_data=tiny_config.test_data) == tiny_config
+
+
+def vocabulary_of(size):
+    """What with_vocabulary reads of a tokenizer."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(src_vocab_size=size, tgt_vocab_size=size, pad_id=0)
+
+
+def test_a_run_directory_of_the_flat_layout_resumes_exactly(tiny_config, uninterrupted, tmp_path, capsys):
+    """A run whose config.json (and checkpoint record) hold the flat layout resumes, through
+    the command line too, and ends exactly as the run that never stopped."""
+    from minitransformer import cli
+
+    first = make_trainer(replace(tiny_config, max_steps=3), tmp_path)
+    first.train()
+    flat = dict(FLAT_LAYOUT["transformer"]["train"], train_data=tiny_config.train_data,
+                valid_data=tiny_config.valid_data, test_data=tiny_config.test_data, max_steps=3)
+    written = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({"train": flat, "model": written["model"]}))
+    rewrite_record(tmp_path / "checkpoints" / "last.npz", lambda record: record.update(train_config=flat))
+    assert cli.main(["train", "--resume", "--out", str(tmp_path), "--max-steps", "6", "--backend", "numpy",
+                     "--no-progress"]) == 0
+    assert "Resuming" in capsys.readouterr().out
+    final = load_checkpoint(tmp_path / "checkpoints" / "last")
+    assert final["state"]["step"] == 6
+    for key, value in uninterrupted.model.params.items():
+        np.testing.assert_array_equal(final["params"][key], value, err_msg=key)
+    # and a flat config that differs in a model field is refused like a nested one
+    (tmp_path / "config.json").write_text(json.dumps({"train": dict(flat, d_model=32), "model": written["model"]}))
+    with pytest.raises(Exception, match=r"different settings \(model\.d_model\)"):
+        make_trainer(tiny_config, tmp_path, resume=True)
+
+
 def test_resume_refuses_other_settings(tiny_config, tmp_path):
     make_trainer(replace(tiny_config, max_steps=1), tmp_path).train()
     with pytest.raises(Exception, match="different settings .*d_model"):
-        make_trainer(replace(tiny_config, d_model=32), tmp_path, resume=True)
+        make_trainer(tiny_config.with_model(d_model=32), tmp_path, resume=True)
     with pytest.raises(Exception, match="nothing to resume"):
         make_trainer(tiny_config, tmp_path / "elsewhere", resume=True)
 
@@ -257,7 +306,7 @@ def test_finish_writes_metrics_plot_and_final_checkpoint(tiny_config, tmp_path):
     assert metrics["test_bleu"] == on_disk["test_bleu"]
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["train"]["d_model"] == 16 and config["model"]["src_vocab_size"] == trainer.tokenizer.src_vocab_size
+    assert config["train"]["model"]["d_model"] == 16 and config["model"]["src_vocab_size"] == trainer.tokenizer.src_vocab_size
     model, tokenizer, info = load_for_inference(tmp_path, backend="numpy")
     assert info["checkpoint"].endswith("final.npz") and info["final_weights"] == metrics["final_weights"]
 
@@ -303,7 +352,7 @@ def test_a_few_steps_on_tatoeba(tiny_config, tmp_path):
         test_data=None,  # held out of the training file by English source
         held_out_sources=50,
         vocab_size=500,
-        max_len=48,
+        model=replace(tiny_config.model, max_len=48),
         max_tokens=600,
         max_steps=3,
     )

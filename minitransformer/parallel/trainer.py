@@ -29,7 +29,6 @@ A rank that fails brings the job down with one line naming it (world.py).
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,9 +38,13 @@ import numpy as np
 from .. import backends
 from ..arrays import array_module, to_numpy
 from ..layers.dropout import MASK_64, DropoutStream, splitmix64
-from ..train import RunWriteError, Trainer, TrainingDiverged
+from ..progress import Progress
+from ..rundir import RunDirectory
+from ..stopping import Stopping
+from ..tokenizer import Tokenizer
+from ..train import RunWriteError, Trainer, TrainingDiverged, load_data, prepare_data
 from .data_parallel import DataParallelStep
-from .world import get_world, threads_per_rank, world_size_note
+from .world import get_world, threads_per_rank
 
 # fault injection for the tests: "RANK:STEP" makes that rank fail at the start of that step
 KILL_VAR = "MINITRANSFORMER_KILL_RANK_AT_STEP"  # SIGKILL itself (as the OOM killer would)
@@ -86,15 +89,71 @@ def broadcast_tensors(world, tensors, what):
         start += size
 
 
+def gradient_world(world, backend):
+    """The world the gradients are summed in: MPI's, or NCCL's on the CuPy backend."""
+    if backend.name != "cupy":
+        return world
+    from .nccl import NcclWorld
+
+    return NcclWorld(world)
+
+
+def set_threads():
+    """OMP_NUM_THREADS = cores / ranks on this machine, unless the user chose."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return
+    try:
+        from .._ext import attention
+
+        attention.set_max_threads(threads_per_rank())
+    except ImportError:
+        pass
+
+
+def wait_without_timeout(world, what):
+    """A barrier that waits for rank 0 however long it takes (a dead rank 0 is still noticed)."""
+    timeout, world.timeout = world.timeout, float("inf")
+    try:
+        world.barrier(what)
+    finally:
+        world.timeout = timeout
+
+
+class AgreedStopping(Stopping):
+    """Rank 0 decides when to stop (its clock, its Ctrl-C) and broadcasts it every step."""
+
+    def __init__(self, config, world):
+        super().__init__(config)
+        self.world = world
+
+    def reason(self, step, epoch, elapsed):
+        reason = super().reason(step, epoch, elapsed) if self.world.rank == 0 else None
+        return self.world.bcast_object(reason, "the broadcast of whether to stop")
+
+
+class FollowerDirectory(RunDirectory):
+    """A rank other than 0 writes no run directory: a private one for the tokenizer that
+    rank 0 trained, removed at the end."""
+
+    def __init__(self, run_dir, rank):
+        super().__init__(run_dir, tempfile.mkdtemp(prefix=f"minitransformer-rank{rank}-"), lock=None)
+
+    def saved(self, step):
+        self.saved_at = step
+
+    def abandon(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
 class DataParallelTrainer(Trainer):
     """Trainer over an MPI world; see the module docstring for what differs."""
 
     def __init__(self, config, run_dir, backend=None, resume=False, progress=True, out=None, overwrite=False,
                  world=None):
         self.world = world or get_world()
-        self._set_threads()
-        self._saved_world = None  # (size, [stream state per rank]) of a resumed checkpoint
-        self._rank_streams = None
+        self.world_size = self.world.size
+        set_threads()
+        self._rank_streams = None  # [stream state per rank], gathered at each checkpoint
         # rank 0's start (a tokenizer to train on a large corpus) may take longer than any
         # timeout: the others wait for it without one, a dead rank 0 still noticed
         timeout, self.world.timeout = self.world.timeout, float("inf")
@@ -105,91 +164,63 @@ class DataParallelTrainer(Trainer):
             except BaseException:
                 self.world.bcast_object(None, "the start")  # the others stop too, quietly
                 raise
-            tokenizer_dir = self.work_dir / "tokenizer"
+            tokenizer_dir = self.rundir.work / "tokenizer"
             files = {path.name: path.read_bytes() for path in sorted(tokenizer_dir.iterdir()) if path.is_file()}
             self.world.bcast_object(files, "the start (the tokenizer)")
         else:
-            self._start_follower(config, run_dir, backend, out)
-        self.data_parallel = DataParallelStep(self._gradient_world(), self.model)
+            self._start_follower(config, run_dir, backend)
+        self.stopping = AgreedStopping(config, self.world)
+        self.data_parallel = DataParallelStep(gradient_world(self.world, self.backend), self.model)
         self._sync_state()
         self.world.timeout = timeout
 
-    def _gradient_world(self):
-        """The world the gradients are summed in: MPI's, or NCCL's on the CuPy backend."""
-        if self.backend.name != "cupy":
-            return self.world
-        from .nccl import NcclWorld
-
-        return NcclWorld(self.world)
-
-    def _set_threads(self):
-        """OMP_NUM_THREADS = cores / ranks on this machine, unless the user chose."""
-        if "OMP_NUM_THREADS" in os.environ:
-            return
-        try:
-            from .._ext import attention
-
-            attention.set_max_threads(threads_per_rank())
-        except ImportError:
-            pass
-
-    def _start_follower(self, config, run_dir, backend, out):
+    def _start_follower(self, config, run_dir, backend):
         """A rank other than 0: the data, the model and the tokenizer, but no run directory."""
         self.config, self.run_dir = config, Path(run_dir)
         self.backend = backends.get(backend) if backend is None or isinstance(backend, str) else backend
-        self.progress, self.out = False, out if out is not None else sys.stdout
-        self.stop_requested, self.stop_signal, self.saving = False, None, False
-        self.step_losses, self.saved_at, self.lock = [], None, None
-        pairs = self._load_data()
+        self.progress = Progress(False, None, config.log_every)  # rank 0 alone speaks
+        self.say, self.step_losses = self.progress.say, []
+        pairs = load_data(config, self.say)
         files = self.world.bcast_object(None, "the start (the tokenizer)")
         if files is None:
             raise SystemExit(1)  # rank 0 could not start, and said why
-        # a private directory for the tokenizer that rank 0 trained; nothing else is written
-        self.work_dir = Path(tempfile.mkdtemp(prefix=f"minitransformer-rank{self.world.rank}-"))
-        (self.work_dir / "tokenizer").mkdir()
+        self.rundir = FollowerDirectory(run_dir, self.world.rank)
+        (self.rundir.work / "tokenizer").mkdir()
         for name, content in files.items():
-            (self.work_dir / "tokenizer" / name).write_bytes(content)
-        self._prepare_data(True, pairs)
-        self._build(False)
+            (self.rundir.work / "tokenizer" / name).write_bytes(content)
+        (self.tokenizer, self.batcher, self.valid, self.valid_subset, self.test_sets,
+         self.n_train_pairs) = prepare_data(config, pairs, Tokenizer.load(self.rundir.work / "tokenizer"))
+        self._start(False)
 
     def _sync_state(self):
-        """Rank 0's weights, optimizer state, data position and history, on every rank."""
+        """Rank 0's weights, optimizer state, data position and history, on every rank; each
+        rank's own dropout stream (as saved, when the world size is the one saved)."""
         world = self.world
         broadcast_tensors(world, self.model.params, "the broadcast of the weights")
         broadcast_tensors(world, self.optimizer.m, "the broadcast of Adam's moments")
         broadcast_tensors(world, self.optimizer.v, "the broadcast of Adam's moments")
-        names = ("step", "epoch", "batch_index", "elapsed_before", "step_seconds", "tokens_trained", "history",
-                 "saved_at", "evaluated_at")
+        names = ("step", "epoch", "batch_index", "elapsed_before", "elapsed", "step_seconds", "tokens_trained",
+                 "history", "evaluated_at")
+        saved = self.resumed_state if world.rank == 0 else None
+        saved_world = None if saved is None else (
+            int(saved.get("world_size", 1)), saved["rng"].get("dropout_ranks", [saved["rng"]["dropout"]]))
         state = world.bcast_object(
             {"values": {name: getattr(self, name) for name in names}, "window": self.window.state(),
-             "adam_steps": self.optimizer.step_count, "seed": self.rng.seed, "calls": self.rng.calls,
-             "saved_world": self._saved_world},
+             "saved_at": self.rundir.saved_at, "adam_steps": self.optimizer.step_count, "seed": self.rng.seed,
+             "calls": self.rng.calls, "saved_world": saved_world},
             "the broadcast of the training state")
         if world.rank != 0:
             for name, value in state["values"].items():
                 setattr(self, name, value)
             self.window = type(self.window).from_state(state["window"])
-            self.optimizer.step_count = state["adam_steps"]
+            self.rundir.saved_at, self.optimizer.step_count = state["saved_at"], state["adam_steps"]
         saved_world = state["saved_world"]
         if saved_world is not None and saved_world[0] == world.size:
             self.rng = DropoutStream.from_state(saved_world[1][world.rank])  # exactly where this rank was
         else:
             self.rng = DropoutStream(rank_stream_seed(state["seed"], world.rank), calls=state["calls"])
-        if saved_world is not None:
-            note = world_size_note(saved_world[0], world.size)
-            if note:
-                self.say(note)
 
     # --- the hooks of train.py's loop -------------------------------------------------------------
-
-    def say(self, message):
-        if self.world.rank == 0:
-            super().say(message)
-
-    def _resumed(self, state):
-        # the streams of every rank as saved; the note, if any, once the world size is known
-        base = state["rng"]["dropout"]
-        self._saved_world = (int(state.get("world_size", 1)), state["rng"].get("dropout_ranks", [base]))
 
     def train(self):
         """The loop of train.py; an error that is this rank's alone ends the job, naming it."""
@@ -203,10 +234,6 @@ class DataParallelTrainer(Trainer):
             raise
         except Exception as error:  # noqa: BLE001: anything else is a failure of this rank
             self.world.fail(f"{type(error).__name__}: {error}")
-
-    def _stop_reason(self, elapsed):
-        reason = super()._stop_reason(elapsed) if self.world.rank == 0 else None
-        return self.world.bcast_object(reason, "the broadcast of whether to stop")
 
     def _loss_and_grads(self, model, batch, smoothing, rng):
         self.world.step = self.step + 1
@@ -225,35 +252,18 @@ class DataParallelTrainer(Trainer):
         if self.world.rank == 0:
             super().save(elapsed)
         else:
-            self.saved_at = self.step
+            self.rundir.saved(self.step)
 
     def _evaluate_during_training(self, elapsed):
         if self.world.rank == 0:
             super()._evaluate_during_training(elapsed)
         else:
             self.evaluated_at = self.step
-        # an evaluation may outlast the collectives' timeout: wait for it without one (a
-        # dead rank 0 is still noticed)
-        self._wait_without_timeout("the evaluation on rank 0")
-
-    def _wait_without_timeout(self, what):
-        timeout, self.world.timeout = self.world.timeout, float("inf")
-        try:
-            self.world.barrier(what)
-        finally:
-            self.world.timeout = timeout
-
-    def _abandon(self):
-        if self.world.rank == 0:
-            super()._abandon()
-        else:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+        # an evaluation may outlast the collectives' timeout: wait for it without one
+        wait_without_timeout(self.world, "the evaluation on rank 0")
 
     def finish(self):
         """Rank 0 evaluates and writes the metrics; the others wait for it to end."""
-        if self.world.rank == 0:
-            metrics = super().finish()
-        else:
-            metrics = None
-        self._wait_without_timeout("the final evaluation on rank 0")
+        metrics = super().finish() if self.world.rank == 0 else None
+        wait_without_timeout(self.world, "the final evaluation on rank 0")
         return metrics
