@@ -230,9 +230,9 @@ def train_toy(encoder, steps, work):
                   minutes=None, eval_every=10**9, checkpoint_every=10**9, average_checkpoints=False,
                   keep_checkpoints=0, eval_sentences=50, samples=0)
     if encoder.startswith("window"):
-        config = replace(TOY, attention_window=int(encoder.split()[1]), **fields)
+        config = replace(TOY.with_model(attention_window=int(encoder.split()[1])), **fields)
     else:
-        config = replace(TOY, encoder_attention=encoder, **fields)
+        config = replace(TOY.with_model(encoder_attention=encoder), **fields)
     run_dir = work / config.name
     finished = finished_run(run_dir, steps)
     if finished is not None:

@@ -68,11 +68,12 @@ from minitransformer.config import ModelConfig  # noqa: E402
 from minitransformer.data import load_pairs  # noqa: E402
 from minitransformer.decode import beam_search, greedy_decode  # noqa: E402
 from minitransformer.model import make_model  # noqa: E402
+from minitransformer.tokenizer import Tokenizer  # noqa: E402
 
 DATA = common.TATOEBA
 BATCH = 64
 VOCAB = 8000
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
+PAD, UNK, BOS, EOS = Tokenizer.pad_id, Tokenizer.unk_id, Tokenizer.bos_id, Tokenizer.eos_id
 CONFIG = ModelConfig(
     src_vocab_size=VOCAB,
     tgt_vocab_size=VOCAB,

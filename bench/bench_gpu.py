@@ -322,7 +322,7 @@ def bench_training(backend, model_config, batches, steps, warmup, train_config):
 def bench_whole_model(smoke, include_cpu):
     train_config = TATOEBA
     vocab_size = 200 if smoke else VOCAB_SIZE
-    model_config = train_config.model_config(vocab_size, vocab_size)
+    model_config = replace(train_config.model, src_vocab_size=vocab_size, tgt_vocab_size=vocab_size)
     if smoke:
         model_config = replace(model_config, d_model=32, d_ff=64, n_encoder_layers=1, n_decoder_layers=1)
     examples = random_examples(400 if smoke else 4000, vocab_size)

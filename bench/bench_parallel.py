@@ -204,10 +204,10 @@ def prepare_batches(count):
 
     config = bench_config()
     tokenizer, origin = common.tatoeba_tokenizer(config.vocab_size)
-    examples, _ = encode_pairs(load_pairs(DATA), tokenizer, config.max_len, name=str(DATA))
+    examples, _ = encode_pairs(load_pairs(DATA), tokenizer, config.model.max_len, name=str(DATA))
     batcher = Batcher(examples, config.max_tokens, seed=0, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                       eos_id=tokenizer.eos_id)
-    model = config.model_config(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+    model = config.model.with_vocabulary(tokenizer)
     arrays = {"count": count, "model": json.dumps(model.to_dict())}
     for i, indices in enumerate(batcher.epoch_batches(0)[:count]):
         batch = batcher.make_batch(indices)

@@ -233,7 +233,7 @@ def main():
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
     train_config = get_config("tatoeba")
     tokenizer, tokenizer_source = common.tatoeba_tokenizer(8000)
-    model_config = train_config.model_config(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+    model_config = train_config.model.with_vocabulary(tokenizer)
     pairs = load_pairs(DATA)
     examples, _ = encode_pairs(pairs, tokenizer, model_config.max_len, name=str(DATA))
     batcher = Batcher(examples, train_config.max_tokens, seed=0)

@@ -384,11 +384,11 @@ def figure_learning_rate(path):
     figure, (linear_axes, log_axes) = plt.subplots(1, 2, figsize=(12, 4.2))
     data = {"steps": steps, "rates": {}, "peaks": {}}
     for config, color in ((TOY, "tab:blue"), (TATOEBA, "tab:orange")):
-        rates = [noam_lr(int(step), config.d_model, config.warmup_steps, config.lr_factor) for step in steps]
+        rates = [noam_lr(int(step), config.model.d_model, config.warmup_steps, config.lr_factor) for step in steps]
         data["rates"][config.name] = rates
         data["peaks"][config.name] = [config.warmup_steps, config.peak_lr()]
         linear_axes.plot(steps, rates, color=color, lw=1.6,
-                         label=f"{config.name}: D = {config.d_model}, warmup = {config.warmup_steps}, "
+                         label=f"{config.name}: D = {config.model.d_model}, warmup = {config.warmup_steps}, "
                                f"factor = {config.lr_factor:g}")  # fmt: skip
         linear_axes.plot([config.warmup_steps], [config.peak_lr()], "o", color=color)
         linear_axes.annotate(f"peak {config.peak_lr():.2e} at step {config.warmup_steps}",
@@ -401,8 +401,8 @@ def figure_learning_rate(path):
     linear_axes.legend(fontsize=8, loc="upper right")
 
     steps = np.unique(np.logspace(0, 5, 400).astype(int))
-    scale = TOY.lr_factor * TOY.d_model**-0.5
-    rates = [noam_lr(int(step), TOY.d_model, TOY.warmup_steps, TOY.lr_factor) for step in steps]
+    scale = TOY.lr_factor * TOY.model.d_model**-0.5
+    rates = [noam_lr(int(step), TOY.model.d_model, TOY.warmup_steps, TOY.lr_factor) for step in steps]
     log_axes.loglog(steps, rates, color="tab:blue", lw=2.5, alpha=0.6, label="toy schedule (the minimum)")
     log_axes.loglog(steps, scale * steps * TOY.warmup_steps**-1.5, "k--", lw=1, label="warmup branch, ∝ step")
     log_axes.loglog(steps, scale * steps**-0.5, "k:", lw=1.2, label="decay branch, ∝ 1/√step")
@@ -547,8 +547,8 @@ def figure_encoder_decoder(path):
     the two placements of the LayerNorm; the structure is read from models built by
     make_model with the paper's, the toy and the Tatoeba configs."""
     structures = {}
-    for name, n_layers, pre_norm in (("paper", 6, False), ("toy", TOY.n_encoder_layers, TOY.pre_norm),
-                                     ("tatoeba", TATOEBA.n_encoder_layers, TATOEBA.pre_norm)):  # fmt: skip
+    for name, n_layers, pre_norm in (("paper", 6, False), ("toy", TOY.model.n_encoder_layers, TOY.model.pre_norm),
+                                     ("tatoeba", TATOEBA.model.n_encoder_layers, TATOEBA.model.pre_norm)):  # fmt: skip
         config = ModelConfig(src_vocab_size=8, tgt_vocab_size=8, d_model=8, n_heads=2, d_ff=16, n_encoder_layers=n_layers,
                              n_decoder_layers=n_layers, pre_norm=pre_norm, dtype="float64")  # fmt: skip
         params = make_model(config, seed=0, backend="numpy").params

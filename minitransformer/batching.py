@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .tokenizer import Tokenizer
+
 
 @dataclass
 class Batch:
@@ -84,7 +86,9 @@ def encode_pairs(pairs, tokenizer, max_len, name="data"):
 class Batcher:
     """Cuts ``examples`` into batches of at most ``max_tokens`` padded tokens."""
 
-    def __init__(self, examples, max_tokens, seed=0, pad_id=0, bos_id=2, eos_id=3):
+    # the special ids: the tokenizer's (every tokenizer has the same)
+    def __init__(self, examples, max_tokens, seed=0, pad_id=Tokenizer.pad_id, bos_id=Tokenizer.bos_id,
+                 eos_id=Tokenizer.eos_id):
         if not examples:
             raise ValueError("no examples to batch")
         self.examples = examples
