@@ -143,7 +143,7 @@ def _run(args):
             _error("error: ", error)
             return 1
         except OSError as error:
-            from .train import describe_write_error
+            from .rundir import describe_write_error
 
             _error("error: ", describe_write_error(error) if error.filename else error)
             return 1

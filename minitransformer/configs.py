@@ -19,7 +19,7 @@ loads: ``from_dict`` moves them into the model section.
 """
 
 import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .architectures import NAMES as ARCHITECTURES
