@@ -171,7 +171,7 @@ def _check_resumable(run_dir, config):
 
     asked = config.settings()
     different = [name for name, value in saved_config(config_path).settings().items()
-                 if name not in BUDGET_FIELDS and value != asked[name]]
+                 if name not in BUDGET_FIELDS and value != asked.get(name)]
     if different:
         raise CheckpointError(
             f"{config_path}: the run was trained with different settings ({', '.join(different)}); "
