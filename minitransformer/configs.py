@@ -79,6 +79,9 @@ class TrainConfig(Fields):
     # for the recurrent architectures); model.max_len is also the longest sentence trained
     # on, in pieces (longer training pairs are skipped, and counted)
     model: ModelConfig | RNNConfig = field(default_factory=lambda: replace(TOY_MODEL))
+    # under mpiexec: split every source sentence's positions over the ranks, the encoder's
+    # self-attention on the ring, instead of the batch's rows (minitransformer/parallel/sequence_parallel.py)
+    sequence_parallel: bool = False
 
     # --- optimization ---
     # padded tokens per batch, batch_size × (longest source + longest target)

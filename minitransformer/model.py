@@ -170,30 +170,36 @@ class Transformer:
 
     # --- forward -------------------------------------------------------------------------
 
-    def _embed(self, ids, key, rng, offset=0):
-        """ids (B, L) -> Dropout(Embed(ids)·√D + PE) (B, L, D)."""
+    def _embed(self, ids, key, rng, offset=0, backend=None):
+        """ids (B, L) -> Dropout(Embed(ids)·√D + PE) (B, L, D); ``backend`` runs the dropout."""
         x, cache_embed = embedding_forward(ids, self.params[key])  # (B, L, D)
         x, _ = positional_forward(x, self.positional_table, offset)  # (B, L, D)
-        x, cache_drop = self.backend.dropout_forward(x, self.config.dropout, rng)  # (B, L, D)
+        x, cache_drop = (backend or self.backend).dropout_forward(x, self.config.dropout, rng)  # (B, L, D)
         return x, EmbedCache(cache_embed, cache_drop)
 
-    def encode(self, src, rng=None):
+    def encode(self, src, rng=None, offset=0, backend=None):
         """src (B, S) -> memory (B, S, D), src_mask (B, 1, 1, S), cache.
 
         With config.attention_window the encoder's self-attention is local: on the banded
         kernel when it is compiled, else a band mask; the returned src_mask, used by
         cross-attention, stays global.
+
+        Sequence parallelism (parallel/sequence_parallel.py) encodes one rank's block of
+        positions: ``offset`` is the global position of src's first column, and ``backend``
+        the kernels object of the block (its attention core is the ring); by default the
+        model's encoder kernels.
         """
         check_id_matrix(src, "source ids")
+        backend = self.encoder_backend if backend is None else backend
         src = self.xp.asarray(src)  # on the GPU backend, ids move to the device once here
         src_mask = padding_mask(src, self.config.pad_id)  # (B, 1, 1, S)
         self_mask = src_mask  # (B, 1, 1, S)
-        if self.config.attention_window is not None and not getattr(self.encoder_backend, "handles_window", False):
+        if self.config.attention_window is not None and not getattr(backend, "handles_window", False):
             length = src.shape[1]
             self_mask = src_mask & local_mask(length, length, self.config.attention_window, self.xp)  # (B,1,S,S)
-        x, cache_embed = self._embed(src, self.src_embed_key, rng)  # (B, S, D)
+        x, cache_embed = self._embed(src, self.src_embed_key, rng, offset, backend)  # (B, S, D)
         memory, cache_encoder = encoder_forward(
-            x, subtree(self.params, "encoder"), self.config, self_mask, self.encoder_backend, rng
+            x, subtree(self.params, "encoder"), self.config, self_mask, backend, rng
         )  # (B, S, D)
         return memory, src_mask, EncodeCache(cache_embed, cache_encoder)
 
@@ -248,21 +254,8 @@ class Transformer:
         """
         encode, decode = cache
         grads = {}
-        pad_id = self.config.pad_id
-        # in the forward pass this was: logits = hidden·Wᵀ + b
-        dhidden, doutput_weight, grads["generator.bias"] = output_backward(dlogits, decode.output)
-        add_into(grads, "", {self.output_key: doutput_weight})
-        # the decoder stack, which also returns the memory's gradient
-        dy, dmemory, decoder_grads = decoder_backward(dhidden, decode.decoder)
-        add_into(grads, "decoder", decoder_grads)
-        # in the forward pass this was: y = Dropout(Embed(tgt_in)·√D + PE)
-        dy = self.backend.dropout_backward(dy, decode.embed.dropout)  # (B, T, D)
-        add_into(grads, "", {self.tgt_embed_key: embedding_backward(dy, decode.embed.embedding, pad_id)})
-        # the encoder stack
-        dx, encoder_grads = encoder_backward(dmemory, encode.encoder)
-        add_into(grads, "encoder", encoder_grads)
-        dx = self.backend.dropout_backward(dx, encode.embed.dropout)  # (B, S, D)
-        add_into(grads, "", {self.src_embed_key: embedding_backward(dx, encode.embed.embedding, pad_id)})
+        dy, dmemory = decode_backward(self, dlogits, decode, grads)
+        dx = encode_backward(self, dmemory, encode, grads)
         self.input_grads = {"src": dx, "tgt": dy}
         # with head gates (minitransformer/interpret/gates.py) the attention layers also
         # returned ∂L/∂A, under "<layer>.attn_probs": kept here, never a parameter
@@ -297,6 +290,33 @@ class Transformer:
             "decoder_self": [self_probs for self_probs, _ in decoder],
             "cross": [cross_probs for _, cross_probs in decoder],
         }
+
+
+def decode_backward(model, dlogits, cache, grads):
+    """The decoder's half of Transformer.backward: dlogits (B, T, V), a DecodeCache ->
+    dy (B, T, D) the embedded targets' gradient, dmemory (B, S, D); its parameter gradients
+    are added into ``grads``."""
+    # in the forward pass this was: logits = hidden·Wᵀ + b
+    dhidden, doutput_weight, grads["generator.bias"] = output_backward(dlogits, cache.output)
+    add_into(grads, "", {model.output_key: doutput_weight})
+    # the decoder stack, which also returns the memory's gradient
+    dy, dmemory, decoder_grads = decoder_backward(dhidden, cache.decoder)
+    add_into(grads, "decoder", decoder_grads)
+    # in the forward pass this was: y = Dropout(Embed(tgt_in)·√D + PE)
+    dy = model.backend.dropout_backward(dy, cache.embed.dropout)  # (B, T, D)
+    add_into(grads, "", {model.tgt_embed_key: embedding_backward(dy, cache.embed.embedding, model.config.pad_id)})
+    return dy, dmemory
+
+
+def encode_backward(model, dmemory, cache, grads):
+    """The encoder's half: dmemory (B, S, D), an EncodeCache -> dx (B, S, D) the embedded
+    source's gradient; the encoder's parameter gradients are added into ``grads``."""
+    dx, encoder_grads = encoder_backward(dmemory, cache.encoder)
+    add_into(grads, "encoder", encoder_grads)
+    # in the forward pass this was: x = Dropout(Embed(src)·√D + PE)
+    dx = model.backend.dropout_backward(dx, cache.embed.dropout)  # (B, S, D)
+    add_into(grads, "", {model.src_embed_key: embedding_backward(dx, cache.embed.embedding, model.config.pad_id)})
+    return dx
 
 
 def make_model(config: ModelConfig, seed=0, backend="numpy", params=None):

@@ -82,3 +82,25 @@ def data_parallel_case():
     batcher = Batcher(examples, max_tokens=10_000, seed=0)
     batch = batcher.make_batch(batcher.epoch_batches(0)[0])
     return make_model(tiny_config(), seed=5), batch, 0.1
+
+
+SEQUENCE_PARALLEL_MODELS = {
+    # the tiny model as data parallel tests it: post-norm, separate embeddings
+    "post-norm": {},
+    # one embedding matrix for source, target and output: its gradient has an encoder part
+    # (summed over the ranks) and a decoder part (the same on every rank)
+    "shared-embedding": dict(src_vocab_size=13, share_embeddings=True, tie_output=True),
+    # pre-norm with the final norms, and the blocked core in the decoder (the ring in its slot)
+    "pre-norm-blocked": dict(pre_norm=True, attention_core="blocked", attention_block_size=2),
+    # dropout on: every rank draws the single-process masks of its positions
+    "dropout": dict(dropout=0.3),
+}
+
+
+def sequence_parallel_case(name):
+    """(a float64 model of SEQUENCE_PARALLEL_MODELS[name], the batch of data_parallel_case,
+    smoothing 0.1): the step tests/test_sequence_parallel.py splits by positions."""
+    from minitransformer.model import make_model
+
+    _, batch, smoothing = data_parallel_case()
+    return make_model(tiny_config(**SEQUENCE_PARALLEL_MODELS[name]), seed=5), batch, smoothing

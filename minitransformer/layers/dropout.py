@@ -82,7 +82,14 @@ def dropout_bits(key, n, xp=np):
     """The 24 bits of units 0 … n − 1 for one call's key: (n,) uint32 in [0, 2^24)."""
     if n >= 1 << 32:
         raise ValueError(f"the dropout generator numbers elements with 32 bits; {n} is too many")
-    index = xp.arange(n, dtype=xp.uint32)  # (n,)
+    return dropout_bits_at(key, xp.arange(n, dtype=xp.uint32))  # (n,)
+
+
+def dropout_bits_at(key, index):
+    """The 24 bits of the units numbered ``index`` (uint32, any shape) for one call's key.
+
+    A unit's bits depend only on its number, so a part of a tensor (one rank's block of
+    positions, parallel/sequence_parallel.py) draws the whole tensor's mask for its units."""
     key_lo, key_hi = np.uint32(key & 0xFFFFFFFF), np.uint32(key >> 32)
     return _lowbias32(_lowbias32(index ^ key_lo) ^ key_hi) >> np.uint32(8)
 
@@ -92,12 +99,17 @@ class DropoutCache(NamedTuple):
     scale: float  # 1 / (1 − p)
 
 
-def dropout_forward(x, p, rng):
-    """x (any shape) -> y (same shape). ``rng=None`` or ``p == 0`` means evaluation: y = x."""
+def dropout_forward(x, p, rng, index=None):
+    """x (any shape) -> y (same shape). ``rng=None`` or ``p == 0`` means evaluation: y = x.
+
+    ``index`` (uint32, x's shape): the numbers of x's units within a larger tensor whose
+    mask x takes a part of; None: 0 … n − 1, x is the whole tensor."""
     if rng is None or p == 0.0:
         return x, None
     xp = array_module(x)
-    keep = (dropout_bits(next_key(rng), x.size, xp) >= dropout_threshold(p)).reshape(x.shape)  # (same as x)
+    key = next_key(rng)
+    bits = dropout_bits(key, x.size, xp).reshape(x.shape) if index is None else dropout_bits_at(key, index)
+    keep = bits >= dropout_threshold(p)  # (same as x)
     scale = 1.0 / (1.0 - p)
     y = xp.where(keep, x * x.dtype.type(scale), x.dtype.type(0))  # (same as x)
     return y, DropoutCache(keep, scale)

@@ -123,6 +123,7 @@ class DataParallelStep:
 
     def __init__(self, world, model):
         self.world = world
+        self.stream_rank = world.rank  # each rank draws its own dropout masks (trainer.rank_stream_seed)
         self.flat = FlatGradients(model.params, model.xp)
         self.compute_seconds = self.communicate_seconds = 0.0  # of the last step (for bench/)
 

@@ -38,12 +38,14 @@ import numpy as np
 from .. import backends
 from ..arrays import array_module, to_numpy
 from ..layers.dropout import MASK_64, DropoutStream, splitmix64
+from ..configs import ConfigError
 from ..progress import Progress
 from ..rundir import RunDirectory
 from ..stopping import Stopping
 from ..tokenizer import Tokenizer
 from ..train import RunWriteError, Trainer, TrainingDiverged, load_data, prepare_data
 from .data_parallel import DataParallelStep
+from .sequence_parallel import SequenceParallelStep, unsupported
 from .world import get_world, threads_per_rank
 
 # fault injection for the tests: "RANK:STEP" makes that rank fail at the start of that step
@@ -159,6 +161,9 @@ class DataParallelTrainer(Trainer):
         timeout, self.world.timeout = self.world.timeout, float("inf")
         if self.world.rank == 0:
             try:
+                reason = config.sequence_parallel and unsupported(config, str(backend))
+                if reason:
+                    raise ConfigError(f"TrainConfig.sequence_parallel cannot train with {reason}")
                 super().__init__(config, run_dir, backend=backend, resume=resume, progress=progress, out=out,
                                  overwrite=overwrite)
             except BaseException:
@@ -170,7 +175,10 @@ class DataParallelTrainer(Trainer):
         else:
             self._start_follower(config, run_dir, backend)
         self.stopping = AgreedStopping(config, self.world)
-        self.data_parallel = DataParallelStep(gradient_world(self.world, self.backend), self.model)
+        # the step's forward-backward: the batch shared out (data parallel), or each source
+        # sentence's positions (sequence parallel: TrainConfig.sequence_parallel)
+        step_class = SequenceParallelStep if config.sequence_parallel else DataParallelStep
+        self.data_parallel = step_class(gradient_world(self.world, self.backend), self.model)
         self._sync_state()
         self.world.timeout = timeout
 
@@ -218,7 +226,8 @@ class DataParallelTrainer(Trainer):
         if saved_world is not None and saved_world[0] == world.size:
             self.rng = DropoutStream.from_state(saved_world[1][world.rank])  # exactly where this rank was
         else:
-            self.rng = DropoutStream(rank_stream_seed(state["seed"], world.rank), calls=state["calls"])
+            self.rng = DropoutStream(rank_stream_seed(state["seed"], self.data_parallel.stream_rank),
+                                     calls=state["calls"])
 
     # --- the hooks of train.py's loop -------------------------------------------------------------
 
