@@ -22,7 +22,13 @@ minitransformer/parallel/launch.py):
      and the reference core's peak at P=1 (it holds the whole T×T matrix of weights);
   5. on paper, from the parameter count: the bytes each machine sends per step in a ring
      all-reduce, and the efficiency predicted at 8, 64 and 512 machines at two stated
-     network bandwidths, from the measured single-rank compute time of a step.
+     network bandwidths, from the measured single-rank compute time of a step;
+  6. the sequence-parallel training step (parallel/sequence_parallel.py: the encoder's
+     positions split over the ranks, its self-attention on the ring) on a model of D=128,
+     2 encoder layers and 1 decoder layer, one source of S positions and a target of 32,
+     float32: time and peak NumPy memory per rank against S, for 1, 2 and 4 ranks, the
+     encoder's part (forward and backward of the rank's block) and the whole step, and one
+     process's ordinary step (the fused core, whose (H, S, S) weights dominate) beside them.
 
 The machine is shared with other jobs and has 2 cores: the absolute numbers are noisy and
 the ratios only roughly so. The load average before and after is recorded.
@@ -61,9 +67,11 @@ def parse_arguments(argv=None):
     parser.add_argument("--steps", type=int, default=6, help="timed training steps per layout and round")
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192],
                         help="sequence lengths T of the ring attention measurement")
-    parser.add_argument("--only", choices=["allreduce"],
+    parser.add_argument("--sequence-lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096],
+                        help="source lengths S of the sequence-parallel step")
+    parser.add_argument("--only", choices=["allreduce", "sequence"],
                         help="measure only this part again, keeping the rest of the last parallel.json")
-    parser.add_argument("--worker", choices=["train", "allreduce", "ring"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["train", "allreduce", "ring", "sequence"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -194,6 +202,123 @@ def ring_worker(args):
         Path(args.out).write_text(json.dumps(results))
 
 
+SEQUENCE_MODEL = dict(src_vocab_size=1000, tgt_vocab_size=1000, d_model=128, n_heads=4, d_ff=512, n_encoder_layers=2,
+                      n_decoder_layers=1, dropout=0.1, share_embeddings=True, dtype="float32")
+SEQUENCE_TARGET = 32
+
+
+def sequence_case(length):
+    """The sequence-parallel benchmark's model and batch: one source of ``length`` positions
+    (the last 5 padding, so the mask is real), a target of SEQUENCE_TARGET."""
+    from minitransformer.batching import Batch
+    from minitransformer.config import ModelConfig
+    from minitransformer.model import make_model
+
+    rng = np.random.default_rng(length)
+    model = make_model(ModelConfig(max_len=length, **SEQUENCE_MODEL), seed=0, backend="cython")
+    src = rng.integers(4, 1000, size=(1, length))  # (B, S)
+    src[:, -5:] = 0
+    tgt = rng.integers(4, 1000, size=(1, SEQUENCE_TARGET + 1))  # (B, T + 1)
+    return model, Batch(src, tgt[:, :-1], tgt[:, 1:], np.arange(1), length - 5, SEQUENCE_TARGET)
+
+
+def encoder_part(model, batch, rng, link):
+    """This rank's encoder forward and backward (what sequence parallelism splits), with a
+    fixed ∂L/∂memory in place of the decoder's."""
+    from minitransformer.model import encode_backward
+    from minitransformer.parallel.ring_attention import block_bounds
+    from minitransformer.parallel.sequence_parallel import SequenceBlock
+
+    bounds = block_bounds(batch.src.shape[1], link.size)
+    start, stop = bounds[link.rank]
+    block = SequenceBlock(model.encoder_backend, link, bounds)
+    memory, _, cache = model.encode(batch.src[:, start:stop], rng, offset=start, backend=block)  # (B, Sr, D)
+    encode_backward(model, np.ones_like(memory), cache, {})
+
+
+def timed_and_peak(comm, function):
+    """(the best of 3 timed calls after a warm-up, slowest rank; the peak NumPy bytes of
+    another call, largest rank)."""
+    from mpi4py import MPI
+
+    function()
+    times = []
+    for _ in range(3):
+        comm.Barrier()
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    comm.Barrier()
+    peak = common.peak_numpy_bytes(function)
+    return comm.allreduce(min(times), op=MPI.MAX), comm.allreduce(peak, op=MPI.MAX)
+
+
+def sequence_worker(args):
+    """The sequence-parallel step per S on this world's ranks; one process's ordinary step at P = 1."""
+    from mpi4py import MPI
+
+    from minitransformer.layers.dropout import DropoutStream
+    from minitransformer.parallel.links import MPILink
+    from minitransformer.parallel.sequence_parallel import sequence_parallel_loss_and_grads
+    from minitransformer.parallel.world import MPIWorld
+
+    comm = MPI.COMM_WORLD
+    link = MPILink(MPIWorld(comm))  # MPI even for one rank: the same code at every P
+    results = []
+    for length in args.sequence_lengths:
+        model, batch = sequence_case(length)
+        entry = {"S": length, "ranks": link.size}
+        entry["encoder_seconds"], entry["encoder_peak_bytes"] = timed_and_peak(
+            comm, lambda: encoder_part(model, batch, DropoutStream(0), link))
+        entry["step_seconds"], entry["step_peak_bytes"] = timed_and_peak(
+            comm, lambda: sequence_parallel_loss_and_grads(model, batch, 0.1, DropoutStream(0), link))
+        if link.size == 1 and length <= 4096:  # the ordinary step of one process, the fused core
+            entry["single_step_seconds"], entry["single_step_peak_bytes"] = timed_and_peak(
+                comm, lambda: model.loss_and_grads(batch.src, batch.tgt_in, batch.tgt_out, 0.1, DropoutStream(0)))
+        results.append(entry)
+        if link.rank == 0:
+            print(f"bench_parallel: sequence parallel S={length} P={link.size}: {entry}", flush=True, file=sys.stderr)
+    if link.rank == 0:
+        Path(args.out).write_text(json.dumps(results))
+
+
+def sequence_parallel_runs(lengths):
+    """The sequence worker on 1, 2 and 4 ranks (4 oversubscribe 2 cores: only memory counts)."""
+    extra = ["--sequence-lengths", *map(str, lengths)]
+    runs = run_worker("sequence", 1, 1, extra) + run_worker("sequence", 2, 1, extra) + run_worker("sequence", 4, 1, extra)
+    return sorted(runs, key=lambda entry: (entry["S"], entry["ranks"]))
+
+
+def sequence_report(sequence):
+    """The markdown section of the sequence-parallel step."""
+    model = SEQUENCE_MODEL
+    lines = [f"## The sequence-parallel training step (D={model['d_model']}, H={model['n_heads']}, "
+             f"F={model['d_ff']}, {model['n_encoder_layers']} encoder layers + {model['n_decoder_layers']} decoder "
+             f"layer, B=1, a target of {SEQUENCE_TARGET}, float32, Cython backend, dropout 0.1)", ""]
+    rows = []
+    for entry in sequence:
+        single = entry.get("single_step_peak_bytes")
+        rows.append([entry["S"], entry["ranks"], f"{entry['encoder_seconds']:.2f}",
+                     f"{entry['encoder_peak_bytes'] / 2**20:.1f}", f"{entry['step_seconds']:.2f}",
+                     f"{entry['step_peak_bytes'] / 2**20:.1f}",
+                     "—" if single is None else f"{entry['single_step_seconds']:.2f}",
+                     "—" if single is None else f"{single / 2**20:.0f}"])
+    lines += [common.markdown_table(["S", "ranks", "encoder part (s)", "encoder peak MiB per rank", "whole step (s)",
+                                     "whole step peak MiB per rank", "one process, fused core (s)",
+                                     "one process peak MiB"], rows), ""]
+    lines += ["The encoder part is a rank's forward and backward of its block of positions (embedding at its "
+              "global positions, both layers with self-attention on the ring, the messages included), with a fixed "
+              "∂L/∂memory standing in for the decoder's; the whole step adds the all-gather of the memory, the "
+              "replicated decoder and the all-reduce of the encoder's gradients. Peak NumPy memory above what was "
+              "held before the call (tracemalloc), the largest rank's; times the slowest rank's, best of 3. The "
+              "encoder's peak falls as S/P (every activation of a rank is a block of S/P positions, and the ring "
+              "holds key/value blocks, never an S × S matrix); the whole step keeps a part that does not fall, the "
+              "gathered memory and the decoder's cross-attention over all S positions. One process's ordinary step "
+              "holds the (H, S, S) weights of every encoder layer: quadratic. 4 ranks oversubscribe the 2 cores, "
+              "so their times mean nothing.", ""]
+    return lines
+
+
 # --- the driver -------------------------------------------------------------------------------
 
 
@@ -271,12 +396,14 @@ def predictions(gradient_bytes, compute_seconds):
     return rows
 
 
-def report(info, peak, train, parameters, gradient_bytes, allreduce, ring, paper, compute):
+def report(info, peak, train, parameters, gradient_bytes, allreduce, ring, paper, compute, sequence=None):
     lines = [f"# Data and sequence parallel ({common.machine_line(info, peak)})", ""]
     lines += [
         "Measured by `python bench/bench_parallel.py` (MPICH from its wheel, shared memory between the ranks). "
         "**The machine is shared with other jobs and has 2 cores**: every number moved by a few to tens of per "
-        f"cent between runs. Load average before: {info['load_average_1_5_15min']}.", "",
+        f"cent between runs. Load average (1, 5, 15 min) before: {info['load_average_1_5_15min']}"
+        + (f", after: {[round(x, 2) for x in info['load_average_after']]}" if info.get("load_average_after") else "")
+        + " (other jobs, niced, ran on the machine during the run).", "",
         "## Training throughput, the benchmark config (tatoeba, float32, Cython backend)", "",
         f"{parameters:,} parameters, {gradient_bytes / 2**20:.1f} MiB of gradients all-reduced per step in one buffer.",
         "",
@@ -324,28 +451,34 @@ def report(info, peak, train, parameters, gradient_bytes, allreduce, ring, paper
               "The bytes barely grow with P (2(P − 1)/P → 2), so a ring all-reduce scales until its latency term "
               "or a slow link dominates; overlapping it with the backward (bucketing, as PyTorch DDP does) would "
               "hide most of it.", ""]
+    if sequence:
+        lines += sequence_report(sequence)
     return "\n".join(lines)
 
 
 def main(argv=None):
     args = parse_arguments(argv)
     if args.worker:
-        {"train": train_worker, "allreduce": allreduce_worker, "ring": ring_worker}[args.worker](args)
+        {"train": train_worker, "allreduce": allreduce_worker, "ring": ring_worker,
+         "sequence": sequence_worker}[args.worker](args)
         return 0
     from minitransformer.parallel.launch import find_mpiexec
 
     if find_mpiexec() is None:
         print("bench_parallel: no MPI here (pip install -e '.[mpi]'); skipped", file=sys.stderr)
         return 0
-    if args.only == "allreduce":
+    if args.only:
         payload = json.loads((common.results_dir() / "parallel.json").read_text())
-        payload["allreduce"] = run_worker("allreduce", 2, 1)
-        payload["allreduce_load_average"] = list(os.getloadavg())
+        if args.only == "allreduce":
+            payload["allreduce"] = run_worker("allreduce", 2, 1)
+        else:
+            payload["sequence_parallel"] = sequence_parallel_runs(args.sequence_lengths)
+        payload[f"{args.only}_load_average"] = list(os.getloadavg())
         common.write_json("parallel", payload)
         path = common.write_text("parallel.md", report(
             payload["machine"], payload["sgemm_peak_gflops"], payload["throughput"], payload["parameters"],
             payload["gradient_bytes"], payload["allreduce"], payload["ring_attention"],
-            payload["scaling_prediction"], payload["compute_seconds"]))
+            payload["scaling_prediction"], payload["compute_seconds"], payload.get("sequence_parallel")))
         print(path.read_text())
         return 0
     info = common.machine_info()
@@ -358,6 +491,7 @@ def main(argv=None):
     # 4 ranks on 2 cores: oversubscribed, so only its memory means anything
     ring = run_worker("ring", 1, 1, lengths) + run_worker("ring", 2, 1, lengths) + run_worker("ring", 4, 1, lengths)
     ring.sort(key=lambda entry: (entry["T"], entry["ranks"]))
+    sequence = sequence_parallel_runs(args.sequence_lengths)
     # one machine's step: the faster layout's compute here, and an assumed GPU-class step
     compute = {"this machine": min(entry["median_compute_seconds"] for entry in train.values()),
                "a GPU-class step (assumed)": GPU_STEP_SECONDS}
@@ -365,11 +499,11 @@ def main(argv=None):
     info["load_average_after"] = list(os.getloadavg())
     payload = {"machine": info, "sgemm_peak_gflops": peak, "throughput": train, "parameters": parameters,
                "gradient_bytes": gradient_bytes, "allreduce": allreduce, "ring_attention": ring,
-               "scaling_prediction": paper, "compute_seconds": compute, "networks": {n: {"bytes_per_second": b, "latency_seconds": l}
+               "scaling_prediction": paper, "compute_seconds": compute, "sequence_parallel": sequence, "networks": {n: {"bytes_per_second": b, "latency_seconds": l}
                                                         for n, (b, l) in NETWORKS.items()}}
     common.write_json("parallel", payload)
     path = common.write_text("parallel.md", report(info, peak, train, parameters, gradient_bytes, allreduce, ring, paper,
-                                                   compute))
+                                                   compute, sequence))
     print(path.read_text())
     return 0
 
