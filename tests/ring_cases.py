@@ -5,16 +5,17 @@ masked rows, and lengths that do not divide by the number of ranks."""
 import numpy as np
 
 
-def ring_cases(dtype=np.float64):
-    """{name: (q, k, v, dout, key_valid or None, causal)}, q, k, v, dout (B, H, T, Dh)."""
+def ring_cases(dtype=np.float64, heads=2):
+    """{name: (q, k, v, dout, key_valid or None, causal)}, q, k, v, dout (B, H, T, Dh), H = ``heads``
+    (head-parallel attention, tests/test_ulysses.py, needs H divisible by the ranks)."""
     rng = np.random.default_rng(13)
     cases = {}
-    for name, (batch, heads, length, head_dim, padded, causal) in {
-        "plain": (2, 2, 8, 4, False, False),
-        "odd_length": (2, 2, 11, 4, False, False),
-        "padding": (3, 2, 10, 4, True, False),
-        "causal": (2, 2, 9, 4, False, True),
-        "causal_padding": (3, 2, 13, 4, True, True),
+    for name, (batch, length, head_dim, padded, causal) in {
+        "plain": (2, 8, 4, False, False),
+        "odd_length": (2, 11, 4, False, False),
+        "padding": (3, 10, 4, True, False),
+        "causal": (2, 9, 4, False, True),
+        "causal_padding": (3, 13, 4, True, True),
     }.items():
         q, k, v, dout = (rng.standard_normal((batch, heads, length, head_dim)).astype(dtype) for _ in range(4))
         key_valid = None
