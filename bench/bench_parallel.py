@@ -153,6 +153,23 @@ def allreduce_worker(args):
         Path(args.out).write_text(json.dumps(results))
 
 
+def timed_and_peak(comm, function, repeats=3):
+    """(the best of ``repeats`` timed calls after a warm-up, slowest rank; the peak NumPy
+    bytes of another call, largest rank)."""
+    from mpi4py import MPI
+
+    function()
+    times = []
+    for _ in range(repeats):
+        comm.Barrier()
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    comm.Barrier()
+    peak = common.peak_numpy_bytes(function)
+    return comm.allreduce(min(times), op=MPI.MAX), comm.allreduce(peak, op=MPI.MAX)
+
+
 def ring_worker(args):
     """Ring attention forward + backward per T: time and peak NumPy bytes on each rank."""
     from mpi4py import MPI
@@ -177,17 +194,8 @@ def ring_worker(args):
             out, lse = ring_attention_forward_mpi(comm, q, k, v, length, key_valid)
             ring_attention_backward_mpi(comm, dout, q, k, v, out, lse, length, key_valid)
 
-        ring()  # warm-up
-        times = []
-        for _ in range(2):
-            comm.Barrier()
-            started = time.perf_counter()
-            ring()
-            times.append(time.perf_counter() - started)
-        comm.Barrier()
-        peak = common.peak_numpy_bytes(ring)
-        entry = {"T": length, "ranks": size, "seconds": comm.allreduce(min(times), op=MPI.MAX),
-                 "peak_bytes_per_rank": comm.allreduce(peak, op=MPI.MAX),
+        seconds, peak = timed_and_peak(comm, ring, repeats=2)
+        entry = {"T": length, "ranks": size, "seconds": seconds, "peak_bytes_per_rank": peak,
                  "block_bytes": comm.allreduce(q.nbytes, op=MPI.MAX)}  # one (B, H, Tr, Dh) array
         if size == 1 and length <= 4096:
             mask = key_valid[:, None, None, :]  # (B, 1, 1, T)
@@ -234,23 +242,6 @@ def encoder_part(model, batch, rng, link):
     block = SequenceBlock(model.encoder_backend, link, bounds)
     memory, _, cache = model.encode(batch.src[:, start:stop], rng, offset=start, backend=block)  # (B, Sr, D)
     encode_backward(model, np.ones_like(memory), cache, {})
-
-
-def timed_and_peak(comm, function):
-    """(the best of 3 timed calls after a warm-up, slowest rank; the peak NumPy bytes of
-    another call, largest rank)."""
-    from mpi4py import MPI
-
-    function()
-    times = []
-    for _ in range(3):
-        comm.Barrier()
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    comm.Barrier()
-    peak = common.peak_numpy_bytes(function)
-    return comm.allreduce(min(times), op=MPI.MAX), comm.allreduce(peak, op=MPI.MAX)
 
 
 def sequence_worker(args):

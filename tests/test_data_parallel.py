@@ -120,13 +120,18 @@ def train_losses(run_dir):
     return [entry["loss"] for entry in json.loads((run_dir / "metrics.json").read_text())["history"]["train"]]
 
 
+def single_process_losses(config, run_dir):
+    """Train ``config`` in this process (the reference run), -> its training losses."""
+    single = Trainer(config, run_dir, backend="numpy", progress=False, out=io.StringIO())
+    single.train()
+    single.finish()
+    return train_losses(run_dir)
+
+
 def test_two_rank_training_equals_one_process(tiny_run_config, tmp_path):
     mpiexec_check = train_over_mpi(tiny_run_config, tmp_path, tmp_path / "two")
     assert mpiexec_check.stdout.count("Training 6,") == 1, "progress must print once, not once per rank"
-    single = Trainer(tiny_run_config, tmp_path / "one", backend="numpy", progress=False, out=io.StringIO())
-    single.train()
-    single.finish()
-    one, two = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
+    one, two = single_process_losses(tiny_run_config, tmp_path / "one"), train_losses(tmp_path / "two")
     assert len(one) == len(two) == 6
     # six Adam steps carry the rounding of the first gradients along: still ~1e-15
     np.testing.assert_allclose(two, one, rtol=1e-12, atol=0)

@@ -3,7 +3,6 @@ split over P ranks, its self-attention on the ring. The step equals one process 
 batch, simulated on threads with P = 1, 2, 3 (and more ranks than positions) and over
 `mpiexec -n 2`; a 2-rank `minitransformer train` with the switch repeats one process's losses."""
 
-import io
 import json
 from dataclasses import replace
 
@@ -127,31 +126,19 @@ def test_two_ranks_over_mpi_equal_one_process(name, tmp_path):
 
 # --- training over MPI with the switch ------------------------------------------------------
 
-from minitransformer.configs import TrainConfig  # noqa: E402
-from minitransformer.train import Trainer  # noqa: E402
-from test_data_parallel import train_losses, train_over_mpi  # noqa: E402
-from test_train import write_tiny_corpus  # noqa: E402
+from test_data_parallel import single_process_losses, tiny_run_config, train_losses, train_over_mpi  # noqa: E402, F401
 
 
 @pytest.fixture(scope="module")
-def sequence_run_config(tmp_path_factory):
-    """A float64 run of 6 steps on the tiny corpus with dropout on, sequence-parallel."""
-    train, valid, test = write_tiny_corpus(tmp_path_factory.mktemp("sp-corpus"))
-    return TrainConfig(
-        name="tiny-sp", train_data=str(train), valid_data=str(valid), test_data=str(test),
-        compositional_test_data=None, vocab_size=50, d_model=16, n_heads=2, d_ff=32, n_encoder_layers=2,
-        n_decoder_layers=1, dropout=0.1, max_len=16, max_tokens=300, warmup_steps=4, epochs=None, minutes=None,
-        max_steps=6, eval_every=1000, eval_sentences=2, samples=0, log_every=1, checkpoint_every=6,
-        keep_checkpoints=1, average_checkpoints=False, seed=3, dtype="float64", sequence_parallel=True,
-    )
+def sequence_run_config(tiny_run_config):  # noqa: F811
+    """data parallel's float64 run of 6 steps on the tiny corpus, sequence-parallel, with
+    2 encoder layers (the ring between them) and dropout on."""
+    return replace(tiny_run_config, name="tiny-sp", n_encoder_layers=2, dropout=0.1, sequence_parallel=True)
 
 
 def test_two_rank_sequence_parallel_training_repeats_one_process(sequence_run_config, tmp_path):
     train_over_mpi(sequence_run_config, tmp_path, tmp_path / "two")
-    single = Trainer(sequence_run_config, tmp_path / "one", backend="numpy", progress=False, out=io.StringIO())
-    single.train()
-    single.finish()
-    one, two = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
+    one, two = single_process_losses(sequence_run_config, tmp_path / "one"), train_losses(tmp_path / "two")
     assert len(one) == len(two) == 6
     # dropout is on, and each rank drew the single-process masks of its positions: the
     # losses agree to the rounding that six Adam steps carry along
