@@ -154,3 +154,12 @@ def test_the_switch_with_local_attention_is_one_line_over_mpi(sequence_run_confi
     lines = [line for line in failed.stderr.splitlines() if "sequence_parallel" in line]
     assert lines == ["minitransformer: error: TrainConfig.sequence_parallel cannot train with attention_window=2 "
                      "(the ring computes global attention)"], failed.stderr
+
+
+def test_a_resumed_sequence_parallel_run_continues_exactly(sequence_run_config, tmp_path):
+    train_over_mpi(sequence_run_config, tmp_path, tmp_path / "whole")
+    train_over_mpi(replace(sequence_run_config, max_steps=3), tmp_path, tmp_path / "halves")
+    resumed = train_over_mpi(sequence_run_config, tmp_path, tmp_path / "halves", extra=["--resume"])
+    assert "note:" not in resumed.stdout
+    # every rank saved the same (single-process) dropout stream, and picks it up again
+    assert train_losses(tmp_path / "halves") == train_losses(tmp_path / "whole")
