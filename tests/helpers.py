@@ -97,10 +97,10 @@ SEQUENCE_PARALLEL_MODELS = {
 }
 
 
-def sequence_parallel_case(name):
-    """(a float64 model of SEQUENCE_PARALLEL_MODELS[name], the batch of data_parallel_case,
-    smoothing 0.1): the step tests/test_sequence_parallel.py splits by positions."""
+def sequence_parallel_case(name, backend="numpy"):
+    """(a float64 model of SEQUENCE_PARALLEL_MODELS[name] on ``backend``, the batch of
+    data_parallel_case, smoothing 0.1): the step tests/test_sequence_parallel.py splits by positions."""
     from minitransformer.model import make_model
 
     _, batch, smoothing = data_parallel_case()
-    return make_model(tiny_config(**SEQUENCE_PARALLEL_MODELS[name]), seed=5), batch, smoothing
+    return make_model(tiny_config(**SEQUENCE_PARALLEL_MODELS[name]), seed=5, backend=backend), batch, smoothing

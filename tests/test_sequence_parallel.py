@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import SEQUENCE_PARALLEL_MODELS, sequence_parallel_case
+from minitransformer.backends import cython_backend
 from minitransformer.layers.dropout import DropoutStream, dropout_forward
 from minitransformer.parallel.links import run_on_threads
 from minitransformer.parallel.ring_attention import block_bounds
@@ -112,11 +113,16 @@ def test_a_simulated_rank_that_fails_stops_the_others():
         run_on_threads(3, program)
 
 
-@pytest.mark.parametrize("name", ["shared-embedding", "dropout"])
-def test_two_ranks_over_mpi_equal_one_process(name, tmp_path):
-    model, batch, smoothing = sequence_parallel_case(name)
+@pytest.mark.parametrize("name, backend", [("shared-embedding", "numpy"), ("dropout", "numpy"), ("dropout", "cython")])
+def test_two_ranks_over_mpi_equal_one_process(name, backend, tmp_path):
+    # on the Cython backend: its compiled LayerNorm, loss and dropout masks around the ring
+    # (the ring's pairs are NumPy's), against one process on the same backend
+    if backend == "cython" and cython_backend.unavailable_reason() is not None:
+        pytest.skip(f"Cython kernels not built: {cython_backend.unavailable_reason()}")
+    model, batch, smoothing = sequence_parallel_case(name, backend)
     expected_loss, expected, _ = single_process(model, batch, smoothing)
-    run_mpi(2, [str(ROOT / "tests" / "mpi" / "sequence_parallel_worker.py"), str(tmp_path / "step.npz"), name])
+    run_mpi(2, [str(ROOT / "tests" / "mpi" / "sequence_parallel_worker.py"), str(tmp_path / "step.npz"), name,
+                backend])
     for rank in range(2):
         result = np.load(tmp_path / f"step-rank{rank}.npz")
         assert abs(float(result["loss"]) - expected_loss) <= TOLERANCE * abs(expected_loss)

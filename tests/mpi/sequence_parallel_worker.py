@@ -1,6 +1,6 @@
 """Run by tests/test_sequence_parallel.py under `mpiexec -n P`: one sequence-parallel step
-of the tiny float64 model on the batch of sequence_parallel_case(argv[2]); every rank saves
-its loss and gradients to argv[1] with its rank in the name (step-rank0.npz, …)."""
+of the tiny float64 model on the batch of sequence_parallel_case(argv[2], backend argv[3]);
+every rank saves its loss and gradients to argv[1] with its rank in the name (step-rank0.npz, …)."""
 
 import sys
 from pathlib import Path
@@ -16,7 +16,7 @@ from minitransformer.parallel.sequence_parallel import SequenceParallelStep  # n
 from minitransformer.parallel.world import get_world  # noqa: E402
 
 world = get_world()
-model, batch, smoothing = sequence_parallel_case(sys.argv[2])
+model, batch, smoothing = sequence_parallel_case(sys.argv[2], sys.argv[3])
 rng = DropoutStream(7) if model.config.dropout > 0 else None  # the same stream on every rank
 step = SequenceParallelStep(world, model)
 loss = step.loss_and_grads(model, batch, smoothing, rng)
