@@ -53,6 +53,7 @@ threads of one process (links.ThreadLink), for the tests and the book.
 
 import numpy as np
 
+from ..configs import ConfigError
 from ..layers import dropout
 from ..model import decode_backward, encode_backward, padding_mask
 from ..params import add_into
@@ -186,8 +187,8 @@ class SequenceParallelStep:
 
     def __init__(self, world, model):
         reason = unsupported(model.config, model.backend.name)
-        if reason is not None:
-            raise ValueError(f"sequence_parallel cannot train with {reason}")
+        if reason is not None:  # a ConfigError: the command line prints it in one line
+            raise ConfigError(f"sequence_parallel cannot train with {reason}")
         self.link = MPILink(world)
 
     def loss_and_grads(self, model, batch, smoothing, rng):
