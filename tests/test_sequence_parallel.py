@@ -11,6 +11,7 @@ import pytest
 
 from helpers import SEQUENCE_PARALLEL_MODELS, sequence_parallel_case
 from minitransformer.backends import cython_backend
+from minitransformer.configs import TrainConfig
 from minitransformer.layers.dropout import DropoutStream, dropout_forward
 from minitransformer.parallel.links import run_on_threads
 from minitransformer.parallel.ring_attention import block_bounds
@@ -97,6 +98,7 @@ def test_the_switch_refuses_what_the_ring_cannot_compute():
     assert "attention_window=2" in unsupported(replace(model.config, attention_window=2))
     assert "performer:8" in unsupported(replace(model.config, encoder_attention="performer:8"))
     assert "cupy" in unsupported(model.config, "cupy")
+    assert "rnnsearch" in unsupported(TrainConfig().with_architecture("rnnsearch"))
     windowed = sequence_parallel_case("post-norm")[0]
     windowed.config = replace(windowed.config, attention_window=2)
     with pytest.raises(ValueError, match="sequence_parallel cannot train with attention_window=2"):
@@ -139,7 +141,8 @@ from test_data_parallel import single_process_losses, tiny_run_config, train_los
 def sequence_run_config(tiny_run_config):  # noqa: F811
     """data parallel's float64 run of 6 steps on the tiny corpus, sequence-parallel, with
     2 encoder layers (the ring between them) and dropout on."""
-    return replace(tiny_run_config, name="tiny-sp", n_encoder_layers=2, dropout=0.1, sequence_parallel=True)
+    model = replace(tiny_run_config.model, n_encoder_layers=2, dropout=0.1)
+    return replace(tiny_run_config, name="tiny-sp", model=model, sequence_parallel=True)
 
 
 def test_two_rank_sequence_parallel_training_repeats_one_process(sequence_run_config, tmp_path):
@@ -154,8 +157,8 @@ def test_two_rank_sequence_parallel_training_repeats_one_process(sequence_run_co
 
 
 def test_the_switch_with_local_attention_is_one_line_over_mpi(sequence_run_config, tmp_path):
-    failed = train_over_mpi(replace(sequence_run_config, attention_window=2), tmp_path, tmp_path / "windowed",
-                            check=False)
+    windowed = replace(sequence_run_config, model=replace(sequence_run_config.model, attention_window=2))
+    failed = train_over_mpi(windowed, tmp_path, tmp_path / "windowed", check=False)
     assert failed.returncode != 0
     lines = [line for line in failed.stderr.splitlines() if "sequence_parallel" in line]
     assert lines == ["minitransformer: error: TrainConfig.sequence_parallel cannot train with attention_window=2 "

@@ -64,7 +64,9 @@ from .ring_attention import PAIR_BLOCK, block_bounds
 
 def unsupported(config, backend_name="numpy"):
     """Why ``config`` (a TrainConfig or ModelConfig) cannot train sequence-parallel, or None."""
-    config = getattr(config, "model", config)  # a run config that holds its model's config
+    if getattr(config, "architecture", "transformer") != "transformer":
+        return f"architecture={config.architecture!r} (the ring replaces a Transformer encoder's self-attention)"
+    config = getattr(config, "model", config)  # a run config holds its model's config
     if getattr(config, "attention_window", None) is not None:
         return f"attention_window={config.attention_window} (the ring computes global attention)"
     if getattr(config, "encoder_attention", "exact") != "exact":
