@@ -23,8 +23,14 @@ The model is the trained toy run, runs/toy (trained here first, niced, when it i
    interpretability): for every encoder head and every query, the query's strongest key,
    and which source token's embedding moves that weight most, ‖∂A[q, k]/∂e_s‖: the key's
    own token, the query's own token, or another one.
-6. The same head analyses on the Tatoeba run (runs/tatoeba, ../shared/data) when both exist;
-   otherwise the report says it was skipped and why. Tatoeba has no gold alignments.
+6. The same head analyses on the Tatoeba run (--tatoeba-run, default runs/tatoeba; read only,
+   never copied) on the pairs of --tatoeba-data (../shared/data/tatoeba-fra-eng-valid.tsv)
+   when both exist: importance on the first 4 × --bleu-sources pairs, BLEU on --bleu-sources
+   sources, clustering on --cluster-sentences pairs. Otherwise the report says it was skipped
+   and why. Tatoeba has no gold alignments.
+
+    .venv/bin/python bench/bench_interpret.py --only tatoeba --tatoeba-run ../main/runs/tatoeba
+        # that part alone, merged into this machine's report (which it starts when there is none)
 
 Figures go to docs/images/interpret-*.png (chapter 11).
 """
@@ -48,9 +54,13 @@ def parse_arguments():
     parser.add_argument("--bleu-sources", type=int, default=200, help="test sources for ablation BLEU (200)")
     parser.add_argument("--cluster-sentences", type=int, default=100, help="pairs for head clustering (100)")
     parser.add_argument("--run", default=str(ROOT / "runs" / "toy"), help="the toy run (runs/toy)")
+    parser.add_argument("--tatoeba-run", default=str(ROOT / "runs" / "tatoeba"),
+                        help="the trained Tatoeba run directory (runs/tatoeba); read only")
+    parser.add_argument("--tatoeba-data", default=str(ROOT.parent / "shared" / "data" / "tatoeba-fra-eng-valid.tsv"),
+                        help="Tatoeba pairs for the head analyses (../shared/data/tatoeba-fra-eng-valid.tsv)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (1)")
-    parser.add_argument("--only", choices=("weight-gradient",),
-                        help="recompute only this part, into the report already written")
+    parser.add_argument("--only", choices=("weight-gradient", "heads", "tatoeba"),
+                        help="recompute only this part, into the report already written (the rest is kept)")
     return parser.parse_args()
 
 
@@ -175,6 +185,57 @@ def heads_markdown(result, label):
     return lines
 
 
+def tatoeba_part(args, n_bleu, n_cluster):
+    """The head analyses of the trained Tatoeba run on its validation pairs, or why not."""
+    from minitransformer.checkpoint import load_for_inference
+    from minitransformer.data import group_references
+    from minitransformer.interpret.evaluate import read_pairs
+
+    run, data = Path(args.tatoeba_run), Path(args.tatoeba_data)
+    if not data.exists():
+        return f"skipped: {data} is absent"
+    if not (run / "checkpoints").exists():
+        return (f"skipped: no trained Tatoeba model in {run} "
+                "(`make train CONFIG=tatoeba` first, or name one with --tatoeba-run)")
+    machine = machine_info()  # the load as the part starts
+    model, tokenizer, info = load_for_inference(run, backend="numpy")
+    pairs = read_pairs(data)[: 4 * n_bleu]
+    sources, references = group_references(pairs)
+    result = head_analyses(model, tokenizer, pairs, sources[:n_bleu], references[:n_bleu],
+                           pairs[:n_cluster], "tatoeba", args.quick)
+    return result | {"run": str(info.get("checkpoint")), "data": str(data), "importance_pairs": len(pairs),
+                     "bleu_sources": len(sources[:n_bleu]), "cluster_sentences": len(pairs[:n_cluster]),
+                     "machine": machine, "machine_at_end": machine_info()}
+
+
+def update_report(args, model, tokenizer, test_pairs, n_bleu, n_cluster):
+    """--only PART: recompute one part into the report already written, keeping the others
+    (--only tatoeba on a machine without a report writes one with that part alone)."""
+    import json
+
+    from minitransformer.data import group_references
+
+    path = results_dir() / "interpret.json"
+    if path.exists():
+        report = json.loads(path.read_text())
+    elif args.only == "tatoeba":
+        report = {"machine": machine_info(), "run": None, "settings": vars(args) | {
+            "bleu_sources": n_bleu, "cluster_sentences": n_cluster}}
+    else:
+        raise SystemExit(f"bench_interpret: --only {args.only} needs {path}; run the whole benchmark first")
+    if args.only == "weight-gradient":
+        report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
+    elif args.only == "heads":
+        sources, references = group_references(test_pairs)
+        report["heads"] = head_analyses(model, tokenizer, test_pairs, sources[:n_bleu], references[:n_bleu],
+                                        test_pairs[:n_cluster], "toy", args.quick)
+    else:
+        report["tatoeba"] = tatoeba_part(args, n_bleu, n_cluster)
+    write_json("interpret", report)
+    write_text("interpret.md", markdown(report))
+    print(markdown(report))
+
+
 def main():
     from minitransformer.checkpoint import load_for_inference
     from minitransformer.interpret import plots
@@ -186,18 +247,15 @@ def main():
     n_sentences = 20 if args.quick else args.sentences
     n_bleu = 40 if args.quick else args.bleu_sources
     n_cluster = 20 if args.quick else args.cluster_sentences
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    if args.only == "tatoeba":  # needs no toy model
+        update_report(args, None, None, None, n_bleu, n_cluster)
+        return
     ensure_run(args.run)
     model, tokenizer, info = load_for_inference(args.run, backend="numpy")
-    IMAGES.mkdir(parents=True, exist_ok=True)
     test_pairs = read_pairs(ROOT / "data" / "toy-test.tsv")
-    if args.only == "weight-gradient":
-        import json
-
-        report = json.loads((results_dir() / "interpret.json").read_text())
-        report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
-        write_json("interpret", report)
-        write_text("interpret.md", markdown(report))
-        print(markdown(report))
+    if args.only is not None:
+        update_report(args, model, tokenizer, test_pairs, n_bleu, n_cluster)
         return
     report = {"machine": machine_info(), "run": str(info.get("checkpoint")), "settings": vars(args) | {
         "sentences": n_sentences, "bleu_sources": n_bleu, "cluster_sentences": n_cluster}}
@@ -227,18 +285,7 @@ def main():
                                     test_pairs[:n_cluster], "toy", args.quick)
 
     # 6: Tatoeba, when there is a run and the data
-    tatoeba_run, tatoeba_valid = ROOT / "runs" / "tatoeba", ROOT.parent / "shared" / "data" / "tatoeba-fra-eng-valid.tsv"
-    if not tatoeba_valid.exists():
-        report["tatoeba"] = f"skipped: {tatoeba_valid} is absent"
-    elif not (tatoeba_run / "checkpoints").exists():
-        report["tatoeba"] = ("skipped: no trained Tatoeba model in runs/tatoeba "
-                             "(`make train CONFIG=tatoeba` first; hours on 2 cores)")
-    else:
-        t_model, t_tokenizer, _ = load_for_inference(tatoeba_run, backend="numpy")
-        t_pairs = [(en, fr) for en, fr in read_pairs(tatoeba_valid)][: 4 * n_bleu]
-        t_sources, t_references = group_references(t_pairs)
-        report["tatoeba"] = head_analyses(t_model, t_tokenizer, t_pairs, t_sources[:n_bleu], t_references[:n_bleu],
-                                          t_pairs[:n_cluster], "tatoeba", args.quick)
+    report["tatoeba"] = tatoeba_part(args, n_bleu, n_cluster)
 
     write_json("interpret", report)
     write_text("interpret.md", markdown(report))
@@ -248,8 +295,33 @@ def main():
 def markdown(report):
     settings = report["settings"]
     machine = report["machine"]
-    lines = ["# Is attention an explanation? (bench/bench_interpret.py)", "",
-             f"Model: {report['run']}. {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs, "
+    lines = ["# Is attention an explanation? (bench/bench_interpret.py)", ""]
+    if "test" in report:
+        lines += toy_markdown(report, settings, machine)
+    if "weight_gradient" in report:
+        lines += weight_gradient_markdown(report["weight_gradient"])
+    if "heads" in report:
+        lines += ["## Heads", ""] + heads_markdown(report["heads"], "toy")
+    return "\n".join(lines + tatoeba_markdown(report.get("tatoeba", "not run"))) + "\n"
+
+
+def tatoeba_markdown(tatoeba):
+    if not isinstance(tatoeba, dict):
+        return [f"Tatoeba: {tatoeba}.", ""]
+    lines = ["## Tatoeba", ""]
+    if "run" in tatoeba:
+        machine, load = tatoeba["machine"], tatoeba["machine"]["load_average_1_5_15min"]
+        lines += [f"Tatoeba model: {tatoeba['run']}; importance on the first {tatoeba['importance_pairs']} pairs "
+                  f"of {Path(tatoeba['data']).name}, BLEU on {tatoeba['bleu_sources']} of its sources, clustering on "
+                  f"{tatoeba['cluster_sentences']} pairs. {machine['cpu_model']} ({machine['cpu_id']}, "
+                  f"{machine['isa_path']} path), {machine['usable_cpus']} usable CPUs shared with other jobs, "
+                  f"{machine['date_utc']}; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start; "
+                  f"{tatoeba['seconds']:.0f} s.", ""]
+    return lines + heads_markdown(tatoeba, "Tatoeba")
+
+
+def toy_markdown(report, settings, machine):
+    lines = [f"Model: {report['run']}. {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs, "
              f"{machine['date_utc']}. {settings['sentences']} pairs per set; integrated gradients with "
              f"{settings['ig_steps']} steps; alignment = each French word to its highest-scoring English word.", "",
              "## Alignment error rate against the gold alignments (lower is better)", ""]
@@ -281,12 +353,7 @@ def markdown(report):
             for s in TEST_SETS]
     lines += ["‖Σ_s IG − (f(x) − f(0))‖ / ‖f(x) − f(0)‖ per sentence:", "",
               markdown_table(["set", "median", "90th percentile", "max", "sentences within 1 %"], rows), ""]
-    if "weight_gradient" in report:
-        lines += weight_gradient_markdown(report["weight_gradient"])
-    lines += ["## Heads", ""] + heads_markdown(report["heads"], "toy")
-    tatoeba = report["tatoeba"]
-    lines += heads_markdown(tatoeba, "Tatoeba") if isinstance(tatoeba, dict) else [f"Tatoeba: {tatoeba}.", ""]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":
