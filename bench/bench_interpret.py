@@ -261,8 +261,10 @@ def update_report(args, model, tokenizer, test_pairs, n_bleu, n_cluster):
         report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
     elif args.only == "heads":
         sources, references = group_references(test_pairs)
+        machine = machine_info()
         report["heads"] = head_analyses(model, tokenizer, test_pairs, sources[:n_bleu], references[:n_bleu],
-                                        test_pairs[:n_cluster], "toy", args.quick)
+                                        test_pairs[:n_cluster], "toy", args.quick) | {
+            "run": str(args.run), "machine": machine}
     else:
         report["tatoeba"] = tatoeba_part(args, n_bleu, n_cluster)
     write_json("interpret", report)
@@ -335,7 +337,12 @@ def markdown(report):
     if "weight_gradient" in report:
         lines += weight_gradient_markdown(report["weight_gradient"])
     if "heads" in report:
-        lines += ["## Heads", ""] + heads_markdown(report["heads"], "toy")
+        lines += ["## Heads", ""]
+        if "machine" in report["heads"]:  # recomputed alone (--only heads)
+            machine, load = report["heads"]["machine"], report["heads"]["machine"]["load_average_1_5_15min"]
+            lines += [f"Toy model: {report['heads']['run']}; {machine['cpu_model']} ({machine['cpu_id']}), "
+                      f"{machine['date_utc']}, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start.", ""]
+        lines += heads_markdown(report["heads"], "toy")
     return "\n".join(lines + tatoeba_markdown(report.get("tatoeba", "not run"))) + "\n"
 
 
