@@ -22,7 +22,9 @@ The model is the trained toy run, runs/toy (trained here first, niced, when it i
 5. The gradient of an attention weight with respect to the input (the notes' gradient
    interpretability): for every encoder head and every query, the query's strongest key,
    and which source token's embedding moves that weight most, ‖∂A[q, k]/∂e_s‖: the key's
-   own token, the query's own token, or another one.
+   own token, the query's own token, or another one; and for every cross-attention head and
+   step t (teacher-forced), whether the source key's token, another source token, the step's
+   own decoder input or another decoder input moves A[t, s] most (‖∂A/∂e‖ and ‖∂A/∂u‖).
 6. The same head analyses on the Tatoeba run (--tatoeba-run, default runs/tatoeba; read only,
    never copied) on the pairs of --tatoeba-data (../shared/data/tatoeba-fra-eng-valid.tsv)
    when both exist: importance on the first 4 × --bleu-sources pairs, BLEU on --bleu-sources
@@ -181,6 +183,42 @@ def weight_gradient_part(model, tokenizer, pairs):
     return {name: {k: v / sum(t.values()) for k, v in t.items()} for name, t in counts.items()}
 
 
+def cross_weight_gradient_part(model, tokenizer, pairs):
+    """The same for the cross-attention, teacher-forced on the reference: for each head and
+    step t, its strongest source key s; which input moves A[t, s] most, among the source
+    tokens (‖∂A/∂e‖) and the decoder inputs <s> y_0 … (‖∂A/∂u‖)? {"L1H2": {...}}."""
+    from minitransformer.interpret.steps import decoder_input
+    from minitransformer.interpret.weight_gradient import decoder_weight_gradient
+
+    counts = {}
+    for english, french in pairs:
+        ids = [int(i) for i in tokenizer.encode_src(english)]
+        tgt_in = decoder_input(list(tokenizer.encode_tgt(french)) + [tokenizer.eos_id], tokenizer.bos_id)
+        _, cache = model.forward(model.xp.asarray([ids]), model.xp.asarray([tgt_in]))
+        maps = [np.asarray(probs[0]) for probs in model.attention_maps(cache)["cross"]]  # [(H, T, S)]
+        for layer, head in np.ndindex(len(maps), model.config.n_heads):
+            tally = counts.setdefault(f"L{layer}H{head}", dict.fromkeys(
+                ("key", "other source", "query", "other decoder input"), 0))
+            for step in range(len(tgt_in)):
+                key = int(np.argmax(maps[layer][head, step]))
+                result = decoder_weight_gradient(model, ids, tgt_in, "cross", layer, head, step, key)
+                source, target = np.linalg.norm(result.source, axis=1), np.linalg.norm(result.target, axis=1)
+                if source.max() >= target.max():
+                    tally["key" if int(np.argmax(source)) == key else "other source"] += 1
+                else:
+                    tally["query" if int(np.argmax(target)) == step else "other decoder input"] += 1
+    return {name: {k: v / sum(t.values()) for k, v in t.items()} for name, t in counts.items()}
+
+
+def cross_weight_gradient_markdown(result):
+    rows = [[name] + [f"{share:.0%}" for share in t.values()] for name, t in result.items()]
+    return ["For each cross-attention head and each step t (teacher-forced on the reference), its strongest "
+            "source key s; which input moves A[t, s] most, among the source embeddings and the decoder's input "
+            "embeddings (<s> y_0 …, the query's own being u_t)?", "",
+            markdown_table(["cross head", "the key's source token", "another source token",
+                            "the query's decoder input", "another decoder input"], rows), ""]
+
+
 def weight_gradient_markdown(result):
     rows = [[name, f"{t['key']:.0%}", f"{t['query']:.0%}", f"{t['other']:.0%}"] for name, t in result.items()]
     return ["## The gradient of an attention weight with respect to the input", "",
@@ -259,6 +297,8 @@ def update_report(args, model, tokenizer, test_pairs, n_bleu, n_cluster):
         raise SystemExit(f"bench_interpret: --only {args.only} needs {path}; run the whole benchmark first")
     if args.only == "weight-gradient":
         report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
+        report["weight_gradient_cross"] = cross_weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
+        report["weight_gradient_run"] = {"run": str(args.run), "machine": machine_info()}
     elif args.only == "heads":
         sources, references = group_references(test_pairs)
         machine = machine_info()
@@ -316,6 +356,7 @@ def main():
 
     # 4: heads of the toy model
     report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
+    report["weight_gradient_cross"] = cross_weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
     sources, references = group_references(test_pairs)
     report["heads"] = head_analyses(model, tokenizer, test_pairs, sources[:n_bleu], references[:n_bleu],
                                     test_pairs[:n_cluster], "toy", args.quick)
@@ -336,6 +377,12 @@ def markdown(report):
         lines += toy_markdown(report, settings, machine)
     if "weight_gradient" in report:
         lines += weight_gradient_markdown(report["weight_gradient"])
+        if "weight_gradient_run" in report:  # recomputed alone (--only weight-gradient)
+            machine = report["weight_gradient_run"]["machine"]
+            lines += [f"Toy model: {report['weight_gradient_run']['run']}; {machine['cpu_model']} "
+                      f"({machine['cpu_id']}), {machine['date_utc']}.", ""]
+    if "weight_gradient_cross" in report:
+        lines += cross_weight_gradient_markdown(report["weight_gradient_cross"])
     if "heads" in report:
         lines += ["## Heads", ""]
         if "machine" in report["heads"]:  # recomputed alone (--only heads)
