@@ -228,6 +228,23 @@ def test_decoder_weight_gradient_differentiates_the_models_own_weight():
         assert result.weight == pytest.approx(float(maps[stack][1][0, 1, 2, 1]), rel=1e-12)
 
 
+@pytest.mark.parametrize("stack", ["encoder", "decoder_self", "cross"])
+def test_weight_gradients_are_the_same_with_the_blocked_core(stack):
+    """The blocked core keeps no weights; they are rebuilt from its log-sum-exp, and the
+    gradient of one of them is the fused core's."""
+    fused, blocked = (tiny_model(pre_norm=True, final_norm=True, attention_core=core, attention_block_size=2)
+                      for core in ("fused", "blocked"))
+    if stack == "encoder":
+        results = [attention_weight_gradient(model, [5, 7, 4, 9], 1, 0, 2, 1) for model in (fused, blocked)]
+    else:
+        results = [decoder_weight_gradient(model, [5, 7, 4, 9], [2, 6, 8], stack, 1, 1, 2, 1)[:2]
+                   for model in (fused, blocked)]
+    (weight_fused, grad_fused), (weight_blocked, grad_blocked) = results
+    assert weight_blocked == pytest.approx(weight_fused, rel=1e-12)
+    np.testing.assert_allclose(grad_blocked, grad_fused, rtol=1e-10, atol=1e-14)
+    assert np.abs(grad_fused).max() > 1e-4
+
+
 def test_attention_weight_gradient_refuses_what_is_not_there():
     model = tiny_model()
     with pytest.raises(ValueError, match="layer 2 is out of range"):
