@@ -22,9 +22,17 @@ The model is the trained toy run, runs/toy (trained here first, niced, when it i
 5. The gradient of an attention weight with respect to the input (the notes' gradient
    interpretability): for every encoder head and every query, the query's strongest key,
    and which source token's embedding moves that weight most, ‖∂A[q, k]/∂e_s‖: the key's
-   own token, the query's own token, or another one.
-6. The same head analyses on the Tatoeba run (runs/tatoeba, ../shared/data) when both exist;
-   otherwise the report says it was skipped and why. Tatoeba has no gold alignments.
+   own token, the query's own token, or another one; and for every cross-attention head and
+   step t (teacher-forced), whether the source key's token, another source token, the step's
+   own decoder input or another decoder input moves A[t, s] most (‖∂A/∂e‖ and ‖∂A/∂u‖).
+6. The same head analyses on the Tatoeba run (--tatoeba-run, default runs/tatoeba; read only,
+   never copied) on the pairs of --tatoeba-data (../shared/data/tatoeba-fra-eng-valid.tsv)
+   when both exist: importance on the first 4 × --bleu-sources pairs, BLEU on --bleu-sources
+   sources, clustering on --cluster-sentences pairs. Otherwise the report says it was skipped
+   and why. Tatoeba has no gold alignments.
+
+    .venv/bin/python bench/bench_interpret.py --only tatoeba --tatoeba-run ../main/runs/tatoeba
+        # that part alone, merged into this machine's report (which it starts when there is none)
 
 Figures go to docs/images/interpret-*.png (chapter 11).
 """
@@ -48,9 +56,13 @@ def parse_arguments():
     parser.add_argument("--bleu-sources", type=int, default=200, help="test sources for ablation BLEU (200)")
     parser.add_argument("--cluster-sentences", type=int, default=100, help="pairs for head clustering (100)")
     parser.add_argument("--run", default=str(ROOT / "runs" / "toy"), help="the toy run (runs/toy)")
+    parser.add_argument("--tatoeba-run", default=str(ROOT / "runs" / "tatoeba"),
+                        help="the trained Tatoeba run directory (runs/tatoeba); read only")
+    parser.add_argument("--tatoeba-data", default=str(ROOT.parent / "shared" / "data" / "tatoeba-fra-eng-valid.tsv"),
+                        help="Tatoeba pairs for the head analyses (../shared/data/tatoeba-fra-eng-valid.tsv)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (1)")
-    parser.add_argument("--only", choices=("weight-gradient",),
-                        help="recompute only this part, into the report already written")
+    parser.add_argument("--only", choices=("weight-gradient", "heads", "tatoeba"),
+                        help="recompute only this part, into the report already written (the rest is kept)")
     return parser.parse_args()
 
 
@@ -78,6 +90,32 @@ def ensure_run(run):
     subprocess.run(command, cwd=ROOT, check=True)
 
 
+def batch_level_importance(model, examples, pad_id, max_tokens=2048):
+    """The estimate the project used before the per-sentence mean, for comparison:
+    E_batch |∂L_batch/∂g_h| over batches of max_tokens, normalized per layer."""
+    from minitransformer.batching import Batcher
+    from minitransformer.interpret.gates import gate_gradients, head_gates
+    from minitransformer.interpret.importance import normalize_per_layer
+
+    total, count = None, 0
+    with head_gates(model):
+        for _, batch in Batcher(examples, max_tokens, seed=0, pad_id=pad_id).iterate(epoch=0):
+            model.loss_and_grads(model.xp.asarray(batch.src), model.xp.asarray(batch.tgt_in),
+                                 model.xp.asarray(batch.tgt_out))
+            magnitude = {stack: np.abs(g) for stack, g in gate_gradients(model).items()}
+            total = magnitude if total is None else {k: total[k] + magnitude[k] for k in total}
+            count += 1
+    return {stack: normalize_per_layer(value / count) for stack, value in total.items()}
+
+
+def rank_agreement(first, second):
+    """Spearman's ρ between two {stack: (L, H)} scores over all heads (no ties expected)."""
+    a = np.concatenate([first[k].ravel() for k in first])
+    b = np.concatenate([second[k].ravel() for k in first])
+    ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+
+
 def head_analyses(model, tokenizer, pairs, sources, references, cluster_pairs, label, quick):
     """Importance, ablation, pruning curves and clustering of one model: a dict, and figures."""
     from minitransformer.interpret import ablation, clustering, importance, plots
@@ -86,6 +124,7 @@ def head_analyses(model, tokenizer, pairs, sources, references, cluster_pairs, l
     examples = [(tokenizer.encode_src(en), tokenizer.encode_tgt(fr)) for en, fr in pairs]
     start = time.perf_counter()
     scores = importance.head_importance(model, examples, model.config.pad_id, progress=True)
+    batch_scores = batch_level_importance(model, examples, model.config.pad_id)
     base, table = ablation.ablation_table(model, tokenizer, sources, references, progress=True)
     fractions = FRACTIONS[::2] if quick else FRACTIONS
     curves = {
@@ -93,6 +132,8 @@ def head_analyses(model, tokenizer, pairs, sources, references, cluster_pairs, l
                                                         importance.ranked_heads(scores), fractions, progress=True),
         "random order": ablation.pruning_curve(model, tokenizer, sources, references,
                                                ablation.random_order(model.config, seed=0), fractions, progress=True),
+        "least important first, batch-level importance": ablation.pruning_curve(
+            model, tokenizer, sources, references, importance.ranked_heads(batch_scores), fractions, progress=True),
     }
     clusters = {}
     for stack in ("encoder", "decoder_self"):
@@ -105,6 +146,8 @@ def head_analyses(model, tokenizer, pairs, sources, references, cluster_pairs, l
     plots.pruning_plot(curves, IMAGES / f"interpret-{label}-pruning.png", title=f"{label}: BLEU as heads are removed")
     return {
         "importance": {stack: value.tolist() for stack, value in scores.items()},
+        "importance_batch_level": {stack: value.tolist() for stack, value in batch_scores.items()},
+        "importance_rank_agreement": rank_agreement(scores, batch_scores),
         "bleu": base,
         "ablation_bleu_change": {stack: value.tolist() for stack, value in table.items()},
         "pruning": curves,
@@ -140,6 +183,42 @@ def weight_gradient_part(model, tokenizer, pairs):
     return {name: {k: v / sum(t.values()) for k, v in t.items()} for name, t in counts.items()}
 
 
+def cross_weight_gradient_part(model, tokenizer, pairs):
+    """The same for the cross-attention, teacher-forced on the reference: for each head and
+    step t, its strongest source key s; which input moves A[t, s] most, among the source
+    tokens (‖∂A/∂e‖) and the decoder inputs <s> y_0 … (‖∂A/∂u‖)? {"L1H2": {...}}."""
+    from minitransformer.interpret.steps import decoder_input
+    from minitransformer.interpret.weight_gradient import decoder_weight_gradient
+
+    counts = {}
+    for english, french in pairs:
+        ids = [int(i) for i in tokenizer.encode_src(english)]
+        tgt_in = decoder_input(list(tokenizer.encode_tgt(french)) + [tokenizer.eos_id], tokenizer.bos_id)
+        _, cache = model.forward(model.xp.asarray([ids]), model.xp.asarray([tgt_in]))
+        maps = [np.asarray(probs[0]) for probs in model.attention_maps(cache)["cross"]]  # [(H, T, S)]
+        for layer, head in np.ndindex(len(maps), model.config.n_heads):
+            tally = counts.setdefault(f"L{layer}H{head}", dict.fromkeys(
+                ("key", "other source", "query", "other decoder input"), 0))
+            for step in range(len(tgt_in)):
+                key = int(np.argmax(maps[layer][head, step]))
+                result = decoder_weight_gradient(model, ids, tgt_in, "cross", layer, head, step, key)
+                source, target = np.linalg.norm(result.source, axis=1), np.linalg.norm(result.target, axis=1)
+                if source.max() >= target.max():
+                    tally["key" if int(np.argmax(source)) == key else "other source"] += 1
+                else:
+                    tally["query" if int(np.argmax(target)) == step else "other decoder input"] += 1
+    return {name: {k: v / sum(t.values()) for k, v in t.items()} for name, t in counts.items()}
+
+
+def cross_weight_gradient_markdown(result):
+    rows = [[name] + [f"{share:.0%}" for share in t.values()] for name, t in result.items()]
+    return ["For each cross-attention head and each step t (teacher-forced on the reference), its strongest "
+            "source key s; which input moves A[t, s] most, among the source embeddings and the decoder's input "
+            "embeddings (<s> y_0 …, the query's own being u_t)?", "",
+            markdown_table(["cross head", "the key's source token", "another source token",
+                            "the query's decoder input", "another decoder input"], rows), ""]
+
+
 def weight_gradient_markdown(result):
     rows = [[name, f"{t['key']:.0%}", f"{t['query']:.0%}", f"{t['other']:.0%}"] for name, t in result.items()]
     return ["## The gradient of an attention weight with respect to the input", "",
@@ -159,6 +238,9 @@ def heads_markdown(result, label):
              f"BLEU of the whole model {result['bleu']:.1f}. Each cell: importance (normalized per layer), "
              "and in brackets the BLEU change with that one head removed.", "",
              markdown_table(["stack", "layer"] + [f"head {h}" for h in range(n_heads)], rows), "",
+             f"Importance is E_x |∂L(x)/∂g_h| per sentence; the batch-level estimate E_batch |∂L/∂g_h| (batches "
+             f"of 2,048 tokens) ranks the heads with Spearman ρ = {result['importance_rank_agreement']:.3f} "
+             "against it." if "importance_rank_agreement" in result else "", "",
              "Pruning: BLEU with a fraction of all heads removed.", ""]
     curves = result["pruning"]
     header = ["order"] + [f"{fraction:.0%}" for fraction, _, _ in next(iter(curves.values()))]
@@ -175,6 +257,61 @@ def heads_markdown(result, label):
     return lines
 
 
+def tatoeba_part(args, n_bleu, n_cluster):
+    """The head analyses of the trained Tatoeba run on its validation pairs, or why not."""
+    from minitransformer.checkpoint import load_for_inference
+    from minitransformer.data import group_references
+    from minitransformer.interpret.evaluate import read_pairs
+
+    run, data = Path(args.tatoeba_run), Path(args.tatoeba_data)
+    if not data.exists():
+        return f"skipped: {data} is absent"
+    if not (run / "checkpoints").exists():
+        return (f"skipped: no trained Tatoeba model in {run} "
+                "(`make train CONFIG=tatoeba` first, or name one with --tatoeba-run)")
+    machine = machine_info()  # the load as the part starts
+    model, tokenizer, info = load_for_inference(run, backend="numpy")
+    pairs = read_pairs(data)[: 4 * n_bleu]
+    sources, references = group_references(pairs)
+    result = head_analyses(model, tokenizer, pairs, sources[:n_bleu], references[:n_bleu],
+                           pairs[:n_cluster], "tatoeba", args.quick)
+    return result | {"run": str(info.get("checkpoint")), "data": str(data), "importance_pairs": len(pairs),
+                     "bleu_sources": len(sources[:n_bleu]), "cluster_sentences": len(pairs[:n_cluster]),
+                     "machine": machine, "machine_at_end": machine_info()}
+
+
+def update_report(args, model, tokenizer, test_pairs, n_bleu, n_cluster):
+    """--only PART: recompute one part into the report already written, keeping the others
+    (--only tatoeba on a machine without a report writes one with that part alone)."""
+    import json
+
+    from minitransformer.data import group_references
+
+    path = results_dir() / "interpret.json"
+    if path.exists():
+        report = json.loads(path.read_text())
+    elif args.only == "tatoeba":
+        report = {"machine": machine_info(), "run": None, "settings": vars(args) | {
+            "bleu_sources": n_bleu, "cluster_sentences": n_cluster}}
+    else:
+        raise SystemExit(f"bench_interpret: --only {args.only} needs {path}; run the whole benchmark first")
+    if args.only == "weight-gradient":
+        report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
+        report["weight_gradient_cross"] = cross_weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
+        report["weight_gradient_run"] = {"run": str(args.run), "machine": machine_info()}
+    elif args.only == "heads":
+        sources, references = group_references(test_pairs)
+        machine = machine_info()
+        report["heads"] = head_analyses(model, tokenizer, test_pairs, sources[:n_bleu], references[:n_bleu],
+                                        test_pairs[:n_cluster], "toy", args.quick) | {
+            "run": str(args.run), "machine": machine}
+    else:
+        report["tatoeba"] = tatoeba_part(args, n_bleu, n_cluster)
+    write_json("interpret", report)
+    write_text("interpret.md", markdown(report))
+    print(markdown(report))
+
+
 def main():
     from minitransformer.checkpoint import load_for_inference
     from minitransformer.interpret import plots
@@ -186,18 +323,15 @@ def main():
     n_sentences = 20 if args.quick else args.sentences
     n_bleu = 40 if args.quick else args.bleu_sources
     n_cluster = 20 if args.quick else args.cluster_sentences
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    if args.only == "tatoeba":  # needs no toy model
+        update_report(args, None, None, None, n_bleu, n_cluster)
+        return
     ensure_run(args.run)
     model, tokenizer, info = load_for_inference(args.run, backend="numpy")
-    IMAGES.mkdir(parents=True, exist_ok=True)
     test_pairs = read_pairs(ROOT / "data" / "toy-test.tsv")
-    if args.only == "weight-gradient":
-        import json
-
-        report = json.loads((results_dir() / "interpret.json").read_text())
-        report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
-        write_json("interpret", report)
-        write_text("interpret.md", markdown(report))
-        print(markdown(report))
+    if args.only is not None:
+        update_report(args, model, tokenizer, test_pairs, n_bleu, n_cluster)
         return
     report = {"machine": machine_info(), "run": str(info.get("checkpoint")), "settings": vars(args) | {
         "sentences": n_sentences, "bleu_sources": n_bleu, "cluster_sentences": n_cluster}}
@@ -222,23 +356,13 @@ def main():
 
     # 4: heads of the toy model
     report["weight_gradient"] = weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
+    report["weight_gradient_cross"] = cross_weight_gradient_part(model, tokenizer, test_pairs[:n_cluster])
     sources, references = group_references(test_pairs)
     report["heads"] = head_analyses(model, tokenizer, test_pairs, sources[:n_bleu], references[:n_bleu],
                                     test_pairs[:n_cluster], "toy", args.quick)
 
     # 6: Tatoeba, when there is a run and the data
-    tatoeba_run, tatoeba_valid = ROOT / "runs" / "tatoeba", ROOT.parent / "shared" / "data" / "tatoeba-fra-eng-valid.tsv"
-    if not tatoeba_valid.exists():
-        report["tatoeba"] = f"skipped: {tatoeba_valid} is absent"
-    elif not (tatoeba_run / "checkpoints").exists():
-        report["tatoeba"] = ("skipped: no trained Tatoeba model in runs/tatoeba "
-                             "(`make train CONFIG=tatoeba` first; hours on 2 cores)")
-    else:
-        t_model, t_tokenizer, _ = load_for_inference(tatoeba_run, backend="numpy")
-        t_pairs = [(en, fr) for en, fr in read_pairs(tatoeba_valid)][: 4 * n_bleu]
-        t_sources, t_references = group_references(t_pairs)
-        report["tatoeba"] = head_analyses(t_model, t_tokenizer, t_pairs, t_sources[:n_bleu], t_references[:n_bleu],
-                                          t_pairs[:n_cluster], "tatoeba", args.quick)
+    report["tatoeba"] = tatoeba_part(args, n_bleu, n_cluster)
 
     write_json("interpret", report)
     write_text("interpret.md", markdown(report))
@@ -248,8 +372,44 @@ def main():
 def markdown(report):
     settings = report["settings"]
     machine = report["machine"]
-    lines = ["# Is attention an explanation? (bench/bench_interpret.py)", "",
-             f"Model: {report['run']}. {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs, "
+    lines = ["# Is attention an explanation? (bench/bench_interpret.py)", ""]
+    if "test" in report:
+        lines += toy_markdown(report, settings, machine)
+    if "weight_gradient" in report:
+        lines += weight_gradient_markdown(report["weight_gradient"])
+        if "weight_gradient_run" in report:  # recomputed alone (--only weight-gradient)
+            machine = report["weight_gradient_run"]["machine"]
+            lines += [f"Toy model: {report['weight_gradient_run']['run']}; {machine['cpu_model']} "
+                      f"({machine['cpu_id']}), {machine['date_utc']}.", ""]
+    if "weight_gradient_cross" in report:
+        lines += cross_weight_gradient_markdown(report["weight_gradient_cross"])
+    if "heads" in report:
+        lines += ["## Heads", ""]
+        if "machine" in report["heads"]:  # recomputed alone (--only heads)
+            machine, load = report["heads"]["machine"], report["heads"]["machine"]["load_average_1_5_15min"]
+            lines += [f"Toy model: {report['heads']['run']}; {machine['cpu_model']} ({machine['cpu_id']}), "
+                      f"{machine['date_utc']}, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start.", ""]
+        lines += heads_markdown(report["heads"], "toy")
+    return "\n".join(lines + tatoeba_markdown(report.get("tatoeba", "not run"))) + "\n"
+
+
+def tatoeba_markdown(tatoeba):
+    if not isinstance(tatoeba, dict):
+        return [f"Tatoeba: {tatoeba}.", ""]
+    lines = ["## Tatoeba", ""]
+    if "run" in tatoeba:
+        machine, load = tatoeba["machine"], tatoeba["machine"]["load_average_1_5_15min"]
+        lines += [f"Tatoeba model: {tatoeba['run']}; importance on the first {tatoeba['importance_pairs']} pairs "
+                  f"of {Path(tatoeba['data']).name}, BLEU on {tatoeba['bleu_sources']} of its sources, clustering on "
+                  f"{tatoeba['cluster_sentences']} pairs. {machine['cpu_model']} ({machine['cpu_id']}, "
+                  f"{machine['isa_path']} path), {machine['usable_cpus']} usable CPUs shared with other jobs, "
+                  f"{machine['date_utc']}; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start; "
+                  f"{tatoeba['seconds']:.0f} s.", ""]
+    return lines + heads_markdown(tatoeba, "Tatoeba")
+
+
+def toy_markdown(report, settings, machine):
+    lines = [f"Model: {report['run']}. {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs, "
              f"{machine['date_utc']}. {settings['sentences']} pairs per set; integrated gradients with "
              f"{settings['ig_steps']} steps; alignment = each French word to its highest-scoring English word.", "",
              "## Alignment error rate against the gold alignments (lower is better)", ""]
@@ -281,12 +441,7 @@ def markdown(report):
             for s in TEST_SETS]
     lines += ["‖Σ_s IG − (f(x) − f(0))‖ / ‖f(x) − f(0)‖ per sentence:", "",
               markdown_table(["set", "median", "90th percentile", "max", "sentences within 1 %"], rows), ""]
-    if "weight_gradient" in report:
-        lines += weight_gradient_markdown(report["weight_gradient"])
-    lines += ["## Heads", ""] + heads_markdown(report["heads"], "toy")
-    tatoeba = report["tatoeba"]
-    lines += heads_markdown(tatoeba, "Tatoeba") if isinstance(tatoeba, dict) else [f"Tatoeba: {tatoeba}.", ""]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ One sentence: the translation goes to stdout. --attention adds labelled heatmaps
 encoder self-attention, the decoder self-attention and the cross-attention (--layer and
 --head choose which; the heads' mean by default), the saliency, and a step-by-step view of
 what each French piece attended to and depended on. --png, --html and --trace save the
-same trace as an image, a page and .npz + .json files (minitransformer/trace.py).
+same trace as an image, a page and .npz + .json files (minitransformer/trace.py); with
+--head-importance heads.json (written by `minitransformer inspect heads`) the page also shows
+every head's importance averaged over that data set.
 
 A file: one sentence per line, decoded in batches of similar length. Lines are split on
 "\n" only (a "\r" before it is dropped): a form feed or U+2028 inside a sentence is part of
@@ -83,6 +85,11 @@ def add_arguments(parser):
         "--png-summary", metavar="FILE", help="save only the last layer's cross-attention beside the saliency"
     )
     parser.add_argument("--html", metavar="FILE", help="save an interactive, self-contained HTML page")
+    parser.add_argument(
+        "--head-importance", metavar="JSON",
+        help="with --html: also show the head importance of a data set, from `minitransformer inspect heads` "
+        "(its heads.json)",
+    )
     parser.add_argument("--trace", metavar="FILE", help="save the attention trace as FILE.npz + FILE.json")
     parser.add_argument("--input", metavar="FILE", help="translate FILE, one sentence per line")
     parser.add_argument("--output", metavar="FILE", help="with --input: write the translations here (default: stdout)")
@@ -117,6 +124,8 @@ def check_options(args):
         raise TranslateError('give a sentence to translate ("the black cat sleeps .") or --input FILE', 2)
     if args.output and not args.input:
         raise TranslateError("--output goes with --input FILE; a single sentence's translation goes to stdout", 2)
+    if args.head_importance and not args.html:
+        raise TranslateError("--head-importance goes with --html FILE: the page shows it", 2)
     if args.input and views:
         raise TranslateError(f"--{views[0].replace('_', '-')} shows one sentence; it does not go with --input", 2)
     if args.beam < 1:
@@ -221,6 +230,7 @@ def translate_one(args, model, tokenizer):
     from .decode import beam_search, greedy_decode
 
     layer, head = view_choice(args, model.config)
+    dataset = read_dataset_importance(args, model)
     ids = source_ids(model, tokenizer, args.text)
     max_len = decode_max_len(args, model, len(ids))
     use_cache = not args.no_cache
@@ -245,6 +255,27 @@ def translate_one(args, model, tokenizer):
     )
     trace.source_text = args.text.strip()
     print(trace.output_text)
+    save_views(args, trace, layer, head, dataset)
+    return 0
+
+
+def read_dataset_importance(args, model):
+    """--head-importance heads.json -> what viz/html.py shows (None without the option)."""
+    if not getattr(args, "head_importance", None):
+        return None
+    from .interpret.importance import read_importance
+    from .model import Transformer
+
+    if not isinstance(model, Transformer):
+        raise TranslateError("--head-importance: this model has no attention heads to weigh (a recurrent model)")
+    try:
+        return read_importance(args.head_importance, model.config)
+    except ValueError as error:
+        raise TranslateError(f"--head-importance: {error}") from None
+
+
+def save_views(args, trace, layer, head, dataset_importance=None):
+    """Print or write the views the options ask for, of one recorded trace."""
     if args.attention:
         from .viz.terminal import render_trace
 
@@ -266,9 +297,8 @@ def translate_one(args, model, tokenizer):
     if args.html:
         from .viz.html import save_html
 
-        save_html(trace, args.html)
+        save_html(trace, args.html, dataset_importance)
         print(f"wrote {args.html}", file=sys.stderr)
-    return 0
 
 
 def read_input_lines(path):

@@ -215,3 +215,19 @@ def test_rollout_integrated_gradients_and_head_importance_are_views_too(tmp_path
     per_view = steps + (steps - 1) + 1 + (steps - 1)
     views = 3 * (1 + 3) * 2 + 1 + 2  # the attention types, the saliency, and the two new kinds
     assert result["checked"] == views * per_view + 3  # and one check per importance table
+
+
+def test_a_data_sets_head_importance_is_drawn_as_its_own_tables(tmp_path):
+    """Given a data set's importance, the page draws one more heat map per stack and its
+    self-test checks each cell against the embedded numbers."""
+    base = known_trace()
+    rng = np.random.default_rng(1)
+    base.head_importance = {stack: rng.random((2, 3)) for stack in ("encoder", "decoder_self", "cross")}
+    dataset = {"label": "over 7 sentences of t.tsv", "importance": {s: rng.random((2, 3)) for s in base.head_importance}}
+    dom = dump_dom(save_html(base, tmp_path / "dataset.html", dataset), tmp_path)
+    result = self_test_result(dom)
+    assert result["status"] == "pass", result
+    steps = base.cross.shape[2]
+    per_view = steps + (steps - 1) + 1 + (steps - 1)
+    assert result["checked"] == (3 * (1 + 3) * 2 + 1) * per_view + 3 + 3  # the sentence's tables and the data set's
+    assert "head importance over 7 sentences of t.tsv" in html.unescape(dom)

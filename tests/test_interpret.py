@@ -15,7 +15,7 @@ from minitransformer.gradcheck import numerical_gradient, rel_error
 from minitransformer.interpret import aer, clustering, gates, importance, rollout, words
 from minitransformer.interpret.integrated_gradients import completeness_gap, integrated_gradients
 from minitransformer.interpret.steps import explain_steps
-from minitransformer.interpret.weight_gradient import attention_weight_gradient
+from minitransformer.interpret.weight_gradient import attention_weight_gradient, decoder_weight_gradient
 from minitransformer.model import make_model
 from minitransformer.saliency import gradient_x_input
 
@@ -111,6 +111,63 @@ def test_head_importance_is_normalized_per_layer_and_ranks_every_head():
     assert len(importance.ranked_heads(scores)) == 3 * 2 * model.config.n_heads
 
 
+EXAMPLES = [([5, 7, 4], [6, 8]), ([9, 5], [7, 10, 6]), ([4, 4, 6, 8], [9]), ([6, 5, 7, 9, 4], [8, 6, 11, 7])]
+
+
+def one_sentence_gate_gradient(model, source, target):
+    """|∂L(x)/∂g| of one sentence alone, by the plain route: its own batch, its own backward."""
+    from minitransformer.batching import Batcher
+
+    (_, single), = Batcher([(source, target)], 4096, seed=0, pad_id=0).iterate(epoch=0)
+    with gates.head_gates(model):
+        model.loss_and_grads(single.src, single.tgt_in, single.tgt_out)
+        return {stack: np.abs(g) for stack, g in gates.gate_gradients(model).items()}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_head_importance_is_the_mean_over_sentences_of_each_ones_importance(variant):
+    """E_x |∂L(x)/∂g|, from batches with padding, equals the mean of the sentences taken one at a time."""
+    model = tiny_model(**VARIANTS[variant])
+    singles = [one_sentence_gate_gradient(model, source, target) for source, target in EXAMPLES]
+    expected = {stack: np.mean([single[stack] for single in singles], axis=0) for stack in singles[0]}
+    batched = importance.head_importance(model, EXAMPLES, pad_id=0, normalize=False)
+    for stack in expected:
+        np.testing.assert_allclose(batched[stack], expected[stack], rtol=1e-10, atol=1e-14, err_msg=stack)
+    # the four sentences fall in one batch, whose own |∂L/∂g| is another number: the test can tell
+    from minitransformer.batching import Batcher
+
+    (_, whole), = Batcher(EXAMPLES, 4096, seed=0, pad_id=0).iterate(epoch=0)
+    with gates.head_gates(model):
+        model.loss_and_grads(whole.src, whole.tgt_in, whole.tgt_out)
+        of_the_batch = {stack: np.abs(g) for stack, g in gates.gate_gradients(model).items()}
+    assert max(np.abs(of_the_batch[s] - expected[s]).max() for s in expected) > 1e-3
+    normalized = importance.head_importance(model, EXAMPLES, pad_id=0)
+    for stack in expected:
+        np.testing.assert_allclose(normalized[stack], importance.normalize_per_layer(expected[stack]), rtol=1e-10)
+
+
+def test_read_importance_checks_the_heads_against_the_model(tmp_path):
+    import json
+
+    model = tiny_model()
+    scores = importance.head_importance(model, EXAMPLES, pad_id=0)
+    path = tmp_path / "heads.json"
+    path.write_text(json.dumps({"importance": {s: v.tolist() for s, v in scores.items()}, "data": "d.tsv",
+                                "sentences": 4}))
+    read = importance.read_importance(path, model.config)
+    assert read["label"].startswith("over 4 sentences of d.tsv")
+    for stack in scores:
+        np.testing.assert_array_equal(read["importance"][stack], scores[stack])
+    path.write_text(json.dumps({"importance": {s: v[:, :1].tolist() for s, v in scores.items()}}))
+    with pytest.raises(ValueError, match=r"encoder importance has shape \(2, 1\); the model's encoder heads are \(2, 2\)"):
+        importance.read_importance(path, model.config)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="is not the heads.json"):
+        importance.read_importance(path, model.config)
+    with pytest.raises(ValueError, match="cannot read"):
+        importance.read_importance(tmp_path / "none.json", model.config)
+
+
 # --- the gradient of one attention weight -------------------------------------------------
 
 
@@ -128,6 +185,66 @@ def test_attention_weight_gradient_matches_finite_differences(variant, layer, he
     assert rel_error(analytic, numeric) < 1e-6, f"∂A/∂e: relative error {rel_error(analytic, numeric):.2e}"
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("stack, layer, head, query, key", [
+    ("decoder_self", 0, 1, 3, 1), ("decoder_self", 1, 0, 4, 4), ("cross", 0, 0, 2, 3), ("cross", 1, 1, 0, 4)])
+def test_decoder_weight_gradient_matches_finite_differences(variant, stack, layer, head, query, key):
+    """∂A/∂e (source) and ∂A/∂u (decoder input) of a decoder self- or cross-attention weight."""
+    model = tiny_model(**VARIANTS[variant])
+    src_ids, tgt_in = [5, 7, 4, 9, 6], [2, 8, 5, 11, 7]
+    rng = np.random.default_rng(4)
+    embedded = rng.standard_normal((len(src_ids), model.config.d_model))
+    embedded_target = rng.standard_normal((len(tgt_in), model.config.d_model))
+
+    def weight():
+        return decoder_weight_gradient(model, src_ids, tgt_in, stack, layer, head, query, key,
+                                       embedded=embedded, embedded_target=embedded_target).weight
+
+    result = decoder_weight_gradient(model, src_ids, tgt_in, stack, layer, head, query, key,
+                                     embedded=embedded, embedded_target=embedded_target)
+    assert 0 < result.weight < 1
+    for name, analytic, point in (("source", result.source, embedded), ("target", result.target, embedded_target)):
+        numeric = numerical_gradient(weight, point)
+        if stack == "decoder_self" and layer == 0 and name == "source":
+            # layer 0's self-attention reads no memory: exactly zero, both ways
+            assert np.abs(numeric).max() < 1e-9 and not analytic.any()
+            continue
+        assert np.abs(numeric).max() > 1e-4, f"{name}: the weight does not move; the check proves nothing"
+        error = rel_error(analytic, numeric)
+        assert error < 1e-6, f"∂A/∂{name} of {stack} layer {layer}: relative error {error:.2e}"
+    if stack == "decoder_self":  # causal: decoder positions after the query cannot move its weights
+        np.testing.assert_array_equal(result.target[query + 1:], 0.0)
+
+
+def test_decoder_weight_gradient_differentiates_the_models_own_weight():
+    """The forward that decoder_weight_gradient runs is the model's: the weight it returns is
+    the one model.forward computes (so the finite differences above check the right function)."""
+    model = tiny_model(pre_norm=True, final_norm=True)
+    src_ids, tgt_in = [5, 7, 4, 9], [2, 8, 5]
+    logits, cache = model.forward(np.array([src_ids]), np.array([tgt_in]))
+    maps = model.attention_maps(cache)
+    for stack in ("decoder_self", "cross"):
+        result = decoder_weight_gradient(model, src_ids, tgt_in, stack, 1, 1, 2, 1)
+        assert result.weight == pytest.approx(float(maps[stack][1][0, 1, 2, 1]), rel=1e-12)
+
+
+@pytest.mark.parametrize("stack", ["encoder", "decoder_self", "cross"])
+def test_weight_gradients_are_the_same_with_the_blocked_core(stack):
+    """The blocked core keeps no weights; they are rebuilt from its log-sum-exp, and the
+    gradient of one of them is the fused core's."""
+    fused, blocked = (tiny_model(pre_norm=True, final_norm=True, attention_core=core, attention_block_size=2)
+                      for core in ("fused", "blocked"))
+    if stack == "encoder":
+        results = [attention_weight_gradient(model, [5, 7, 4, 9], 1, 0, 2, 1) for model in (fused, blocked)]
+    else:
+        results = [decoder_weight_gradient(model, [5, 7, 4, 9], [2, 6, 8], stack, 1, 1, 2, 1)[:2]
+                   for model in (fused, blocked)]
+    (weight_fused, grad_fused), (weight_blocked, grad_blocked) = results
+    assert weight_blocked == pytest.approx(weight_fused, rel=1e-12)
+    np.testing.assert_allclose(grad_blocked, grad_fused, rtol=1e-10, atol=1e-14)
+    assert np.abs(grad_fused).max() > 1e-4
+
+
 def test_attention_weight_gradient_refuses_what_is_not_there():
     model = tiny_model()
     with pytest.raises(ValueError, match="layer 2 is out of range"):
@@ -136,6 +253,14 @@ def test_attention_weight_gradient_refuses_what_is_not_there():
         attention_weight_gradient(model, [5, 6], layer=0, head=5, query=0, key=0)
     with pytest.raises(ValueError, match="source positions"):
         attention_weight_gradient(model, [5, 6], layer=0, head=0, query=2, key=0)
+    with pytest.raises(ValueError, match="key 3 must lie in 0–2, the decoder positions"):
+        decoder_weight_gradient(model, [5, 6], [2, 7, 8], "decoder_self", layer=0, head=0, query=1, key=3)
+    with pytest.raises(ValueError, match="key 2 must lie in 0–1, the source positions"):
+        decoder_weight_gradient(model, [5, 6], [2, 7, 8], "cross", layer=0, head=0, query=1, key=2)
+    with pytest.raises(ValueError, match="layer 2 is out of range: the cross stack"):
+        decoder_weight_gradient(model, [5, 6], [2, 7, 8], "cross", layer=2, head=0, query=0, key=0)
+    with pytest.raises(ValueError, match="choose decoder_self or cross"):
+        decoder_weight_gradient(model, [5, 6], [2, 7, 8], "encoder", layer=0, head=0, query=0, key=0)
 
 
 # --- gradient × input and integrated gradients -----------------------------------------------

@@ -70,3 +70,61 @@ def test_a_run_without_its_files_is_one_line(run, capsys, tmp_path):
     assert cli.main(["inspect", "heads", "--checkpoint", str(tmp_path / "empty"), "--backend", "numpy"]) == 1
     error = capsys.readouterr().err
     assert "cannot use the run" in error and error.count("\n") == 1
+
+
+# --- head importance over a data set, in the HTML page ---------------------------------------
+
+
+def test_the_trace_page_shows_the_data_sets_head_importance_as_the_mean_of_each_sentences(run, capsys):
+    """inspect heads writes E_x |∂L(x)/∂g| over the sentences it read; translate --html
+    --head-importance puts it in the page, and it equals the mean of the sentences' own
+    importances, each computed alone here, then normalized per layer."""
+    import re
+
+    import numpy as np
+
+    from minitransformer.checkpoint import load_for_inference
+    from minitransformer.interpret import gates
+    from minitransformer.interpret.evaluate import read_pairs
+    from minitransformer.interpret.importance import normalize_per_layer
+
+    assert inspect(run, "heads", "--data", str(run / "test.tsv"), "--sentences", "5", "--no-ablation") == 0
+    heads = run / "out" / "heads.json"
+    assert json.loads(heads.read_text())["sentences"] == 5
+    page = run / "page.html"
+    assert cli.main(["translate", "the black cat sleeps .", "--checkpoint", str(run / "run"), "--backend", "numpy",
+                     "--html", str(page), "--head-importance", str(heads)]) == 0
+    text = page.read_text(encoding="utf-8")
+    data = json.loads(re.search(r'<script type="application/json" id="trace-data">(.*?)</script>', text, re.S).group(1))
+    shown = data["dataset_importance"]
+    assert shown["label"].startswith(f"over 5 sentences of {run / 'test.tsv'}")
+    # each sentence alone: its own batch of one, its own backward
+    model, tokenizer, _ = load_for_inference(run / "run", backend="numpy")
+    singles = []
+    for english, french in read_pairs(run / "test.tsv")[:5]:
+        bos, eos = tokenizer.bos_id, tokenizer.eos_id
+        src = np.array([tokenizer.encode_src(english)])
+        target = list(tokenizer.encode_tgt(french))
+        with gates.head_gates(model):
+            model.loss_and_grads(src, np.array([[bos] + target]), np.array([target + [eos]]))
+            singles.append({stack: np.abs(g) for stack, g in gates.gate_gradients(model).items()})
+    for stack in gates.STACKS:
+        expected = normalize_per_layer(np.mean([single[stack] for single in singles], axis=0))
+        np.testing.assert_allclose(np.array(shown["importance"][stack]), expected, rtol=1e-4, atol=1e-5, err_msg=stack)
+    # and the page has the place the tables are drawn in, beside the sentence's own
+    assert 'id="dataset-importance"' in text and '"head_importance"' in text
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--head-importance", "{heads}"], 2, "--head-importance goes with --html FILE"),
+    (["--html", "{page}", "--head-importance", "{missing}"], 1, "--head-importance: cannot read"),
+    (["--html", "{page}", "--head-importance", "{bad}"], 1, "encoder importance has shape (1, 4)"),
+])
+def test_a_bad_head_importance_file_is_one_line(run, capsys, args, code, message):
+    (run / "bad-heads.json").write_text(json.dumps({"importance": {"encoder": [[1, 2, 3, 4]]}}))
+    paths = {"heads": str(run / "out" / "heads.json"), "page": str(run / "bad.html"),
+             "missing": str(run / "none.json"), "bad": str(run / "bad-heads.json")}
+    assert cli.main(["translate", "the black cat sleeps .", "--checkpoint", str(run / "run"), "--backend", "numpy",
+                     *[arg.format(**paths) for arg in args]]) == code
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1, error

@@ -220,3 +220,15 @@ def test_pieces_cannot_break_out_of_the_embedded_json():
     page = render_html(trace)
     assert page.count("</script>") == 3  # the console guard, the data and the viewer, nothing more
     assert embedded_data(page)["source_pieces"] == trace.source_pieces
+
+
+def test_the_html_page_carries_a_data_sets_head_importance_when_given_one():
+    trace = known_trace()
+    assert "dataset_importance" not in embedded_data(render_html(trace))
+    tables = {stack: np.random.default_rng(1).random((2, 3)) for stack in ("encoder", "decoder_self", "cross")}
+    page = render_html(trace, {"label": "over 3 sentences of t.tsv", "importance": tables})
+    shown = embedded_data(page)["dataset_importance"]
+    assert shown["label"] == "over 3 sentences of t.tsv"
+    for stack, table in tables.items():
+        np.testing.assert_allclose(np.array(shown["importance"][stack]), table, atol=1e-6, err_msg=stack)
+    assert 'id="dataset-importance"' in page

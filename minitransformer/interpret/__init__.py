@@ -11,7 +11,7 @@ One method a file; each gradient comes from the model's own hand-written backwar
     grad_attention.py        gradient-weighted attention, (∂L/∂A ⊙ A)+
     integrated_gradients.py  integrated gradients from a zero-embedding baseline
     weight_gradient.py       ∂A[l, h, q, k] / ∂(input embeddings)
-    importance.py            head importance, E|∂L/∂g_h|, normalized per layer
+    importance.py            head importance, E_x |∂L(x)/∂g_h| per sentence, normalized per layer
     ablation.py              BLEU with heads masked, and pruning curves
     clustering.py            heads grouped by Jensen–Shannon distance, 2-D map, pattern labels
     aer.py                   alignments from attributions, and the alignment error rate

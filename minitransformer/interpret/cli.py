@@ -1,6 +1,8 @@
 """`minitransformer inspect`: the methods of chapter 11 from the command line, each writing PNGs.
 
     minitransformer inspect heads   --checkpoint runs/toy --data data/toy-test.tsv   # importance, ablation, pruning
+    minitransformer translate "the cat sleeps ." --html cat.html --head-importance inspect/heads.json
+                                     # the trace page, with the data set's head importance below its own
     minitransformer inspect cluster --checkpoint runs/toy --stack encoder            # dendrogram and 2-D map
     minitransformer inspect align   --data data/toy-test.tsv --alignments data/toy-test.align
     minitransformer inspect attribute "the black cat sleeps ." --french "le chat noir dort ." \\
@@ -101,7 +103,9 @@ def run_heads(args, model, tokenizer):
     examples = [(tokenizer.encode_src(en), tokenizer.encode_tgt(fr)) for en, fr in pairs]
     scores = importance.head_importance(model, examples, model.config.pad_id, progress=progress)
     out = out_dir(args)
-    result = {"importance": {stack: value.tolist() for stack, value in scores.items()}}
+    result = {"importance": {stack: value.tolist() for stack, value in scores.items()},
+              "data": str(args.data), "sentences": len(pairs),
+              "definition": "E_x |dL(x)/dg_h| over the sentences, normalized per layer (interpret/importance.py)"}
     table = None
     if not args.no_ablation:
         sources, references = group_references(pairs)

@@ -11,6 +11,12 @@ in a <script type="application/json"> element. Its style and script are inline a
 Content-Security-Policy forbids every fetch, so it makes no network request. The arrays
 keep their orientation: data.cross[layer][head][step][source position], and so on.
 Opening it with "#selftest" runs the page's own test of every control (tests/test_browser.py).
+
+    save_html(trace, "cat.html", dataset_importance=read_importance("inspect/heads.json", model.config))
+
+adds, below this sentence's head importance, the importance of every head averaged over the
+data set that `minitransformer inspect heads` read (interpret/importance.py), as the same
+layer × head heat maps: data.dataset_importance = {label, importance: {stack: [layer][head]}}.
 """
 
 import html
@@ -45,12 +51,20 @@ def trace_data(trace):
     }
 
 
-def render_html(trace):
-    """The page as a string."""
+def render_html(trace, dataset_importance=None):
+    """The page as a string. dataset_importance: None, or {"label": str, "importance":
+    {stack: (L, H)}} (interpret/importance.py's read_importance)."""
     if trace.n_steps == 0:
         raise ValueError("the trace has no decoding steps to show")
+    data = trace_data(trace)
+    if dataset_importance is not None:
+        data["dataset_importance"] = {
+            "label": str(dataset_importance["label"]),
+            "importance": {stack: np.round(np.asarray(table, dtype=np.float64), DECIMALS).tolist()
+                           for stack, table in dataset_importance["importance"].items()},  # [layer][head]
+        }
     # "<" as \u003c keeps "</script>" or "<!--" inside a piece from ending the script element
-    data = json.dumps(trace_data(trace), ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+    data = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     title = html.escape(f"attention: {trace.source_text} → {trace.output_text}")
     # split at the placeholders first, so that text inside the trace is never taken for one
     head, rest = TEMPLATE.read_text(encoding="utf-8").split("__TITLE__")
@@ -58,8 +72,8 @@ def render_html(trace):
     return head + title + middle + data + tail
 
 
-def save_html(trace, path):
+def save_html(trace, path, dataset_importance=None):
     """Write the page to ``path``; returns the path."""
     path = Path(path)
-    path.write_text(render_html(trace), encoding="utf-8")
+    path.write_text(render_html(trace, dataset_importance), encoding="utf-8")
     return path
