@@ -172,11 +172,11 @@ __attribute__((always_inline)) static inline uint32_t mt_dropout_bits(uint32_t i
 
 #ifdef _OPENMP
 #include <omp.h>
-static int mt_max_threads(void) { return omp_get_max_threads(); }
-static void mt_set_max_threads(int n) { omp_set_num_threads(n); }
+static inline int mt_max_threads(void) { return omp_get_max_threads(); }
+static inline void mt_set_max_threads(int n) { omp_set_num_threads(n); }
 #else
-static int mt_max_threads(void) { return 1; }
-static void mt_set_max_threads(int n) { (void) n; }
+static inline int mt_max_threads(void) { return 1; }
+static inline void mt_set_max_threads(int n) { (void) n; }
 #endif
 
 /* ---- the table, and the choice ---------------------------------------------------------- */
