@@ -31,7 +31,7 @@ The model is the trained toy run, runs/toy (trained here first, niced, when it i
    sources, clustering on --cluster-sentences pairs. Otherwise the report says it was skipped
    and why. Tatoeba has no gold alignments.
 
-    .venv/bin/python bench/bench_interpret.py --only tatoeba --tatoeba-run ../main/runs/tatoeba
+    .venv/bin/python bench/bench_interpret.py --only tatoeba --tatoeba-run runs/tatoeba
         # that part alone, merged into this machine's report (which it starts when there is none)
 
 Figures go to docs/images/interpret-*.png (chapter 11).
