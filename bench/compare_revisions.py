@@ -6,8 +6,8 @@
 A refactor is allowed to move code, not to slow the step down. This script checks that
 claim the way the machines here allow: each revision is checked out into its own
 worktree under bench/scratch/revisions/ (its Cython kernels built there), and the two run
-`bench/bench_train.py --no-torch` alternately, OLD, NEW, OLD, NEW, …, so a load change on
-the shared machine falls on both. Each round is a fresh process; the figure per round is
+`bench/bench_train.py --no-torch` alternately, OLD, NEW, NEW, OLD, OLD, NEW, …, so a load
+change on the shared machine falls on both and neither always runs second. Each round is a fresh process; the figure per round is
 the Cython backend's training tokens/s over the same Tatoeba batches (every revision
 builds the same batches from the same seed). The report gives each revision's median and
 the ratio NEW / OLD, and writes bench/results/<cpu>-<isa>/revisions.{md,json}.
@@ -78,7 +78,9 @@ def main(argv=None):
     info = common.machine_info()
     figures = {"old": [], "new": []}
     for round_ in range(1, args.rounds + 1):
-        for name in ("old", "new"):
+        # ABBA: old first in odd rounds, new first in even ones, so neither always runs
+        # second (after the other has warmed the caches, or as a frequency boost fades)
+        for name in ("old", "new") if round_ % 2 else ("new", "old"):
             figures[name].append(measure(trees[name][0], args.steps))
         print(f"round {round_}/{args.rounds}: old {figures['old'][-1]:,.0f}, new {figures['new'][-1]:,.0f} tokens/s",
               file=sys.stderr)
@@ -95,7 +97,7 @@ def main(argv=None):
 
 `python bench/compare_revisions.py {args.old} {args.new} --rounds {args.rounds} --steps {args.steps}`:
 `bench/bench_train.py --no-torch --steps {args.steps}` (benchmark config, Tatoeba batches,
-Cython backend) run {args.rounds} times per revision, alternating.
+Cython backend) run {args.rounds} times per revision, alternating ABBA.
 
 Machine: {info['cpu_model']} ({info['cpu_id']}), ISA path {info['isa_path']}, {info['usable_cpus']} CPUs;
 load average at the start {info['load_average_1_5_15min'][0]:.1f}, at the end {payload['load_average_after'][0]:.1f}.
