@@ -42,6 +42,10 @@ TIMEOUT_VAR = "MINITRANSFORMER_MPI_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
 POLL_SECONDS = 0.5
 SPIN_SECONDS = 0.5
+# MPI_Abort has mpiexec kill every rank at once; a rank's stderr reaches the terminal through
+# mpiexec's forwarding, which a fast kill can cut before the last line is through. The
+# aborting rank therefore pauses this long between printing its one line and aborting.
+DRAIN_SECONDS = 1.0
 
 
 def launched_size():
@@ -166,6 +170,7 @@ class MPIWorld:
         from ..messages import sanitize
 
         print(f"minitransformer: {sanitize(message)}", file=sys.stderr, flush=True)
+        time.sleep(DRAIN_SECONDS)  # let the line through mpiexec before every rank is killed
         self.comm.Abort(code)
 
     def fail(self, message, code=1):
