@@ -48,10 +48,31 @@ class Steps(NamedTuple):
     embedded: np.ndarray  # (S, D)
 
 
+def scaled_embedding(model, key, ids):
+    """ids (L,) -> Embed(ids)·√D (L, D) float64, from the embedding matrix params[key]."""
+    weight = to_numpy(model.params[key]).astype(np.float64)  # (V, D)
+    return weight[np.asarray(ids)] * np.sqrt(weight.shape[1])
+
+
 def source_embedding(model, src_ids):
     """src_ids (S,) -> e (S, D) float64: Embed(x_s)·√D, what the encoder adds PE to."""
-    weight = to_numpy(model.params[model.src_embed_key]).astype(np.float64)  # (V, D)
-    return weight[np.asarray(src_ids)] * np.sqrt(weight.shape[1])
+    return scaled_embedding(model, model.src_embed_key, src_ids)
+
+
+def target_embedding(model, tgt_in):
+    """tgt_in (T,) -> u (T, D) float64: Embed(y_t)·√D, what the decoder adds PE to."""
+    return scaled_embedding(model, model.tgt_embed_key, tgt_in)
+
+
+def encoder_masks(model, src):
+    """src (B, S) ids -> (src_mask (B, 1, 1, S), the encoder self-attention's mask): the
+    padding, and with attention_window the band too, as model.encode builds them when
+    the band is not a compiled kernel (these explanations run the reference layers)."""
+    src_mask = padding_mask(src, model.config.pad_id)  # (B, 1, 1, S)
+    if model.config.attention_window is None:
+        return src_mask, src_mask
+    length = src.shape[1]
+    return src_mask, src_mask & local_mask(length, length, model.config.attention_window, model.xp)  # (B, 1, S, S)
 
 
 def forward_embedded(model, src, embedded, tgt_in):
@@ -63,11 +84,7 @@ def forward_embedded(model, src, embedded, tgt_in):
     """
     xp, config = model.xp, model.config
     src = xp.asarray(src)
-    src_mask = padding_mask(src, config.pad_id)  # (B, 1, 1, S)
-    self_mask = src_mask
-    if config.attention_window is not None:
-        length = src.shape[1]
-        self_mask = src_mask & local_mask(length, length, config.attention_window, xp)  # (B, 1, S, S)
+    src_mask, self_mask = encoder_masks(model, src)  # (B, 1, 1, S), (B, 1, 1, S) or (B, 1, S, S)
     weight = model.params[model.src_embed_key]
     x, _ = positional_forward(xp.asarray(embedded, dtype=weight.dtype), model.positional_table)  # (B, S, D)
     memory, cache_encoder = encoder_forward(

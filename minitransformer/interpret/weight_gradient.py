@@ -50,7 +50,7 @@ from ..layers.residual import residual_backward
 from ..model import causal_mask, local_mask, padding_mask
 from ..params import subtree
 from .gates import check_head
-from .steps import source_embedding
+from .steps import encoder_masks, source_embedding, target_embedding
 
 
 class WeightGradient(NamedTuple):
@@ -114,7 +114,7 @@ def attention_weight_gradient(model, src_ids, layer, head, query, key, embedded=
     if embedded is None:
         embedded = source_embedding(model, src_ids)  # (S, D)
     src = xp.asarray(src_ids[None])  # (1, S)
-    mask = source_self_mask(model, src)  # (1, 1, S, S) or (1, 1, 1, S)
+    mask = encoder_masks(model, src)[1]  # (1, 1, S, S) or (1, 1, 1, S)
     dtype = model.params[model.src_embed_key].dtype
     x, _ = positional_forward(xp.asarray(embedded[None], dtype=dtype), model.positional_table)  # (1, S, D)
     # forward through layers 0 … layer, keeping each one's cache
@@ -132,24 +132,15 @@ def attention_weight_gradient(model, src_ids, layer, head, query, key, embedded=
     return weight, to_numpy(dx[0]).astype(np.float64)
 
 
-def source_self_mask(model, src):
-    """src (1, S) -> the encoder self-attention's mask, the band included (as steps.forward_embedded)."""
-    mask = padding_mask(src, model.config.pad_id)  # (1, 1, 1, S)
-    if model.config.attention_window is not None:
-        length = src.shape[1]
-        mask = mask & local_mask(length, length, model.config.attention_window, model.xp)  # (1, 1, S, S)
-    return mask
-
-
 def decoder_stack_forward(model, src_ids, tgt_in, embedded, embedded_target, n_layers):
     """-> (encoder cache, [decoder layer caches 0 … n_layers−1]), one sentence, no dropout."""
     config, xp = model.config, model.xp
     dtype = model.params[model.src_embed_key].dtype
     src, tgt = xp.asarray(src_ids[None]), xp.asarray(tgt_in[None])  # (1, S), (1, T)
-    src_mask = padding_mask(src, config.pad_id)  # (1, 1, 1, S)
+    src_mask, encoder_self_mask = encoder_masks(model, src)  # (1, 1, 1, S), (1, 1, 1 or S, S)
     x, _ = positional_forward(xp.asarray(embedded[None], dtype=dtype), model.positional_table)  # (1, S, D)
     memory, cache_encoder = encoder_forward(
-        x, subtree(model.params, "encoder"), config, source_self_mask(model, src), model.backend, None
+        x, subtree(model.params, "encoder"), config, encoder_self_mask, model.backend, None
     )  # (1, S, D)
     self_mask = causal_mask(len(tgt_in), xp) & padding_mask(tgt, config.pad_id)  # (1, 1, T, T)
     if config.attention_window is not None:
@@ -202,9 +193,3 @@ def decoder_weight_gradient(model, src_ids, tgt_in, stack, layer, head, query, k
     dx, _ = encoder_backward(dmemory, cache_encoder)  # (1, S, D)
     # x = e + PE and y = u + PE: both gradients reach the embeddings unchanged
     return WeightGradient(weight, to_numpy(dx[0]).astype(np.float64), to_numpy(dy[0]).astype(np.float64))
-
-
-def target_embedding(model, tgt_in):
-    """tgt_in (T,) -> u (T, D) float64: Embed(y_t)·√D, what the decoder adds PE to."""
-    weight = to_numpy(model.params[model.tgt_embed_key]).astype(np.float64)  # (V, D)
-    return weight[np.asarray(tgt_in)] * np.sqrt(weight.shape[1])
